@@ -1,0 +1,82 @@
+"""PHdim on clouds of known dimension, and its degenerate cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from topo_monitor.dimension import default_sizes, ph_dimension
+
+
+def embedded_cube(rng, n, d, ambient=50):
+    basis, _ = np.linalg.qr(rng.normal(size=(ambient, d)))
+    return rng.uniform(size=(n, d)) @ basis.T
+
+
+@pytest.mark.parametrize(("d", "n"), [(1, 1000), (2, 1000), (3, 2000), (5, 3000)])
+def test_phdim_of_embedded_cube_within_ten_percent(d, n):
+    # PHdim under-estimates more as d grows (the MST length approaches its power law slowly):
+    # about -5 % at d = 3 and -7 % at d = 5 for these sizes, so higher d needs more points.
+    rng = np.random.default_rng(d)
+    result = ph_dimension(embedded_cube(rng, n, d), n_draws=5, generator=d)
+    assert result.value == pytest.approx(d, rel=0.10)
+    assert result.slope == pytest.approx(1 - 1 / result.value)
+    assert result.r2 > 0.8
+    assert result.stderr < 0.05
+    assert len(result.sizes) == len(result.energies) == 10
+    if d > 1:  # E^0_1 grows with n except on a segment, where it tends to the length
+        assert np.all(np.diff(result.energies) > 0)
+
+
+def test_phdim_separates_dimensions(rng):
+    low = ph_dimension(embedded_cube(rng, 500, 2), generator=1).value
+    high = ph_dimension(embedded_cube(rng, 500, 6), generator=1).value
+    assert low < 3 < high
+
+
+def test_phdim_reproducible_and_leaves_global_rng_alone(rng):
+    X = torch.from_numpy(embedded_cube(rng, 300, 3))
+    state = torch.get_rng_state()
+    a = ph_dimension(X, generator=3)
+    assert torch.equal(state, torch.get_rng_state())
+    b = ph_dimension(X, generator=torch.Generator().manual_seed(3))
+    assert a.value == b.value
+    c = ph_dimension(X, generator=np.random.default_rng(3))
+    assert c.value == pytest.approx(a.value, rel=0.1)
+
+
+def test_default_sizes_are_log_spaced_up_to_n():
+    sizes = default_sizes(1000)
+    assert sizes[0] == 100 and sizes[-1] == 1000 and len(sizes) == 10
+    ratios = sizes[1:] / sizes[:-1]
+    np.testing.assert_allclose(ratios, ratios.mean(), rtol=0.02)
+
+
+def test_collapsed_cloud_warns_and_gives_nan():
+    with pytest.warns(UserWarning, match="all points"):
+        result = ph_dimension(np.ones((100, 3)))
+    assert np.isnan(result.value)
+
+
+def test_too_few_points_warns_and_gives_nan(rng):
+    with pytest.warns(UserWarning, match="too few points"):
+        assert np.isnan(ph_dimension(rng.normal(size=(10, 3))).value)
+
+
+def test_slope_at_least_one_warns_and_gives_nan():
+    # Vertices of a regular simplex: every subsample of n points has MST length (n - 1) * sqrt(2),
+    # which grows slightly faster than n on a log-log scale: no finite dimension fits.
+    X = np.eye(200)
+    sizes = [20, 50, 100, 200]
+    with pytest.warns(UserWarning, match="slope"):
+        result = ph_dimension(X, sizes=sizes, n_draws=1)
+    assert np.isnan(result.value) and result.slope >= 1
+
+
+def test_bad_arguments_raise(rng):
+    X = rng.normal(size=(50, 2))
+    with pytest.raises(ValueError, match="sizes"):
+        ph_dimension(X, sizes=[10, 60])
+    with pytest.raises(ValueError, match="n_draws"):
+        ph_dimension(X, n_draws=0)
+    with pytest.raises(ValueError, match="NaN"):
+        ph_dimension(np.full((50, 2), np.nan))

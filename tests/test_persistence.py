@@ -1,0 +1,161 @@
+"""H0/MST and barcodes against gudhi, and closed forms."""
+
+import math
+
+import gudhi
+import numpy as np
+import pytest
+import torch
+
+from topo_monitor.persistence import (
+    barcode,
+    cloud_scale,
+    h0_death_times,
+    mean_lifespan,
+    total_persistence,
+)
+
+
+def gudhi_diagram(points: np.ndarray, dim: int) -> np.ndarray:
+    """Finite bars of H_dim from gudhi's Rips complex, zero-length bars included."""
+    tree = gudhi.RipsComplex(points=np.asarray(points, dtype=np.float64)).create_simplex_tree(
+        max_dimension=dim + 1
+    )
+    tree.compute_persistence(min_persistence=-1)
+    bars = tree.persistence_intervals_in_dimension(dim).reshape(-1, 2)
+    return bars[np.isfinite(bars[:, 1])]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 50, 500])
+@pytest.mark.parametrize("d", [1, 3, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_h0_matches_gudhi(rng, n, d, dtype):
+    X = rng.normal(size=(n, d)).astype(dtype)
+    if n >= 50:
+        X[10] = X[3]  # duplicate points: a bar of length exactly 0
+        X[20] = X[3]
+    ours = h0_death_times(X)
+    assert ours.dtype == (torch.float64 if dtype == np.float64 else torch.float32)
+    assert ours.shape == (n - 1,)
+    expected = np.sort(gudhi_diagram(X, 0)[:, 1])
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-5, atol=0)
+    if n >= 50:
+        assert (ours[:2] == 0).all()
+
+
+def test_h0_accepts_tensors_and_keeps_device(rng):
+    X = torch.from_numpy(rng.normal(size=(40, 5)))
+    out = h0_death_times(X)
+    assert isinstance(out, torch.Tensor) and out.device == X.device
+    np.testing.assert_allclose(out.numpy(), h0_death_times(X.numpy()).numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_h0_on_cuda_matches_cpu(rng):
+    X = torch.from_numpy(rng.normal(size=(300, 32)).astype(np.float32))
+    out = h0_death_times(X.cuda())
+    assert out.is_cuda
+    np.testing.assert_allclose(out.cpu().numpy(), h0_death_times(X).numpy(), rtol=1e-6)
+
+
+def test_points_on_a_line_closed_form():
+    n, h = 25, 0.37
+    X = np.zeros((n, 4))
+    X[:, 2] = np.arange(n) * h
+    bars = barcode(X, max_dim=1)
+    assert total_persistence(bars[0]) == pytest.approx((n - 1) * h, rel=1e-12)
+    np.testing.assert_allclose(h0_death_times(X).numpy(), h, rtol=1e-12)
+    assert len(bars[1]) == 0  # a line has no loops
+
+
+def test_two_far_clusters_give_one_long_bar(rng):
+    a = rng.normal(scale=0.01, size=(30, 3))
+    b = rng.normal(scale=0.01, size=(30, 3)) + np.array([100.0, 0, 0])
+    deaths = h0_death_times(np.vstack([a, b])).numpy()
+    assert deaths[-1] > 99.0
+    assert deaths[-2] < 1.0
+
+
+def test_circle_has_exactly_one_loop_matching_gudhi():
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    X = np.column_stack([np.cos(t), np.sin(t)]) * 3.0
+    h1 = barcode(X, max_dim=1)[1]
+    assert h1.shape == (1, 2)
+    reference = gudhi_diagram(X, 1)
+    reference = reference[reference[:, 1] > reference[:, 0]]
+    np.testing.assert_allclose(h1, reference, rtol=1e-12)
+    # Birth: the side of the 40-gon; death: the side of the inscribed equilateral triangle (Rips).
+    assert h1[0, 0] == pytest.approx(2 * 3.0 * math.sin(math.pi / 40))
+    assert h1[0, 1] == pytest.approx(3.0 * math.sqrt(3), rel=0.05)
+
+
+def test_barcode_h1_matches_gudhi_on_random_cloud(rng):
+    X = rng.normal(size=(60, 3))
+    ours = barcode(X, max_dim=1)[1]
+    reference = gudhi_diagram(X, 1)
+    reference = reference[reference[:, 1] > reference[:, 0]]
+    np.testing.assert_allclose(
+        ours[np.lexsort(ours.T[::-1])], reference[np.lexsort(reference.T[::-1])], rtol=1e-12
+    )
+
+
+def test_barcode_subsamples_reproducibly(rng):
+    X = rng.normal(size=(200, 4))
+    a = barcode(X, max_dim=1, max_points=50, generator=7)
+    b = barcode(X, max_dim=1, max_points=50, generator=torch.Generator().manual_seed(7))
+    assert len(a[0]) == 49
+    for da, db in zip(a, b, strict=True):
+        np.testing.assert_array_equal(da, db)
+    state = torch.get_rng_state()
+    barcode(X, max_dim=0, max_points=50)
+    assert torch.equal(state, torch.get_rng_state()), "the global RNG must not be touched"
+
+
+def test_total_persistence_alpha_and_mean_lifespan():
+    bars = np.array([[0.0, 1.0], [0.5, 2.5], [1.0, 1.5]])
+    assert total_persistence(bars) == pytest.approx(3.5)
+    assert total_persistence(bars, alpha=2) == pytest.approx(1 + 4 + 0.25)
+    assert mean_lifespan(bars) == pytest.approx(3.5 / 3)
+    assert total_persistence(np.empty((0, 2))) == 0.0
+    assert math.isnan(mean_lifespan(np.empty((0, 2))))
+
+
+def test_scale_free_total_persistence_is_invariant(rng):
+    X = rng.normal(size=(80, 6))
+    Y = 17.0 * X + 4.0
+
+    def scale_free(cloud):
+        return total_persistence(barcode(cloud, max_dim=0)[0], scale=cloud_scale(cloud))
+
+    assert total_persistence(barcode(Y, max_dim=0)[0]) == pytest.approx(
+        17.0 * total_persistence(barcode(X, max_dim=0)[0])
+    )
+    assert scale_free(Y) == pytest.approx(scale_free(X), rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros((0, 3)), "empty"),
+        (np.zeros(5), "2-D"),
+        (np.zeros((2, 3, 4)), "2-D"),
+        (np.array([[0.0, 1.0], [np.nan, 0.0]]), "NaN"),
+        (np.array([[0.0, np.inf]]), "infinite"),
+    ],
+)
+def test_bad_clouds_raise_clear_errors(bad, message):
+    with pytest.raises(ValueError, match=message):
+        h0_death_times(bad)
+    with pytest.raises(ValueError, match=message):
+        barcode(bad)
+
+
+def test_bad_diagrams_and_arguments_raise():
+    with pytest.raises(ValueError, match="infinite"):
+        total_persistence(np.array([[0.0, np.inf]]))
+    with pytest.raises(ValueError, match=r"\(k, 2\)"):
+        total_persistence(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="alpha"):
+        total_persistence(np.zeros((1, 2)), alpha=0)
+    with pytest.raises(ValueError, match="max_points"):
+        barcode(np.zeros((3, 2)), max_points=0)

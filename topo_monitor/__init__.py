@@ -1,0 +1,29 @@
+"""topo-monitor: the topology and intrinsic dimension of a network's representations, while it trains.
+
+The mathematics (:mod:`~topo_monitor.persistence`, :mod:`~topo_monitor.dimension`,
+:mod:`~topo_monitor.distances`) is plain torch/NumPy/gudhi and can be used on its own.
+"""
+
+from topo_monitor.dimension import PHDimResult, ph_dimension
+from topo_monitor.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.persistence import (
+    barcode,
+    cloud_scale,
+    h0_death_times,
+    mean_lifespan,
+    total_persistence,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PHDimResult",
+    "barcode",
+    "cloud_scale",
+    "distance_matrix",
+    "h0_death_times",
+    "mean_lifespan",
+    "ph_dimension",
+    "sliced_wasserstein",
+    "total_persistence",
+]

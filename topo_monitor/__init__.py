@@ -1,4 +1,4 @@
-"""topo-monitor: the topology and intrinsic dimension of a network's representations, while it trains.
+"""topo-monitor: the topology and intrinsic dimension of what a network learns, while it trains.
 
 The mathematics (:mod:`~topo_monitor.persistence`, :mod:`~topo_monitor.dimension`,
 :mod:`~topo_monitor.distances`) is plain torch/NumPy/gudhi and can be used on its own.

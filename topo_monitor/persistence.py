@@ -20,10 +20,14 @@ import torch
 
 from topo_monitor._validation import as_cloud, as_diagram, as_generator, subsample_indices
 
+CHUNK_ELEMENTS = 2**24
+"""Batched Prim runs are split so that one run holds at most this many distance entries."""
+
 __all__ = [
     "barcode",
     "cloud_scale",
     "h0_death_times",
+    "h0_death_times_many",
     "mean_lifespan",
     "prim_mst",
     "squared_distances",
@@ -103,6 +107,95 @@ def prim_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return edges, weights
 
 
+def stacked_squared_distances(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Squared distance matrices of several clouds, zero-padded into one tensor.
+
+    Parameters
+    ----------
+    clouds : sequence of G tensors of shapes (n_g, d_g), on one device
+        The clouds may differ in size and in dimension.
+
+    Returns
+    -------
+    torch.Tensor, shape (G, max n_g, max n_g)
+    """
+    N = max(c.shape[0] for c in clouds)
+    out = clouds[0].new_zeros(len(clouds), N, N)
+    for g, cloud in enumerate(clouds):
+        out[g, : cloud.shape[0], : cloud.shape[0]] = squared_distances(cloud)
+    return out
+
+
+def subcloud_mst(
+    D2: torch.Tensor, group: torch.Tensor, idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum spanning trees of many sub-clouds at once.
+
+    Parameters
+    ----------
+    D2 : torch.Tensor, shape (G, N, N)
+        Squared distances of G clouds (see :func:`stacked_squared_distances`).
+    group : torch.Tensor, shape (B,), int64
+        Which cloud each sub-cloud is taken from.
+    idx : torch.Tensor, shape (B, m), int64
+        The points of each sub-cloud; entries ``-1`` pad smaller sub-clouds up to m points.
+
+    Returns
+    -------
+    edges : torch.Tensor, shape (B, m - 1, 2)
+        ``(position, parent position)`` within each row of ``idx``. The first ``k - 1`` edges of a
+        sub-cloud of ``k`` real points are its tree; the edges of padding come after.
+    weights : torch.Tensor, shape (B, m - 1)
+        Squared lengths of those edges (``inf`` for padding).
+    """
+    pad = idx < 0
+    safe = idx.clamp(min=0)
+    sub = D2[group[:, None, None], safe[:, :, None], safe[:, None, :]]
+    sub.masked_fill_(pad[:, :, None] | pad[:, None, :], math.inf)
+    return prim_mst(sub)
+
+
+def chunks(sizes: Sequence[int], limit: int = CHUNK_ELEMENTS) -> list[slice]:
+    """Split consecutive items of the given sizes so that each chunk's ``count * max(size)**2``
+    stays within ``limit`` (a bound on the memory of one batched Prim run)."""
+    out, start = [], 0
+    while start < len(sizes):
+        stop, m = start + 1, sizes[start]
+        while stop < len(sizes) and (stop + 1 - start) * max(m, sizes[stop]) ** 2 <= limit:
+            m = max(m, sizes[stop])
+            stop += 1
+        out.append(slice(start, stop))
+        start = stop
+    return out
+
+
+def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
+    """:func:`h0_death_times` of several clouds, computed in one batched run of Prim's algorithm.
+
+    The clouds must share a device; they may differ in size and in dimension. This is how the
+    monitor handles all classes of all blocks of a network at once: per-call overhead is paid once.
+    """
+    clouds = [as_cloud(c, name=f"cloud {g}") for g, c in enumerate(clouds)]
+    out: list[torch.Tensor] = [torch.empty(0)] * len(clouds)
+    order = sorted(range(len(clouds)), key=lambda g: -clouds[g].shape[0])
+    for part in chunks([clouds[g].shape[0] for g in order]):
+        members = order[part]
+        work = [clouds[g].to(work_dtype(clouds[g].device)) for g in members]
+        D2 = stacked_squared_distances(work)
+        m = D2.shape[1]
+        idx = torch.full((len(work), m), -1, dtype=torch.long, device=D2.device)
+        for row, cloud in enumerate(work):
+            idx[row, : cloud.shape[0]] = torch.arange(cloud.shape[0], device=D2.device)
+        group = torch.arange(len(work), device=D2.device)
+        edges, _ = subcloud_mst(D2, group, idx)
+        for row, (g, cloud) in enumerate(zip(members, work, strict=True)):
+            tree = edges[row, : cloud.shape[0] - 1]
+            lengths = torch.linalg.vector_norm(cloud[tree[:, 0]] - cloud[tree[:, 1]], dim=1)
+            dtype = torch.float64 if clouds[g].dtype == torch.float64 else torch.float32
+            out[g] = lengths.sort().values.to(dtype)
+    return out
+
+
 def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Finite H0 death times of the Vietoris–Rips filtration: the Euclidean MST edge lengths.
 
@@ -128,15 +221,7 @@ def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
     squared distances computed in float64, then every tree edge is measured again directly as
     ``|x_i - x_j|`` so that duplicate points give exactly zero.
     """
-    X = as_cloud(X)
-    out_dtype = torch.float64 if X.dtype == torch.float64 else torch.float32
-    n = X.shape[0]
-    if n < 2:
-        return torch.empty(0, dtype=out_dtype, device=X.device)
-    Xw = X.to(work_dtype(X.device))
-    edges = prim_mst(squared_distances(Xw)[None])[0][0]
-    lengths = torch.linalg.vector_norm(Xw[edges[:, 0]] - Xw[edges[:, 1]], dim=1)
-    return lengths.sort().values.to(out_dtype)
+    return h0_death_times_many([as_cloud(X)])[0]
 
 
 def _finite(bars: np.ndarray) -> np.ndarray:

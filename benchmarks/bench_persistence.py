@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.repeats} interleaved rounds after warm-up, median reported"
     )
 
+    load_before = os.getloadavg()[0]
     results: dict[tuple[int, int], dict[str, float | None]] = {}
     for d in args.dims:
         last: tuple[int, float] | None = None  # (n, gudhi seconds) of the previous size
@@ -203,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
                 f" {fmt_ratio(r['gudhi'], r['ours']):>11} {fmt_ratio(r['ours'], r['cdist']):>11}"
             )
 
+    print()
+    print(
+        f"1-min load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        f"(on {os.cpu_count()} cores; other work on the machine inflates the times)"
+    )
     print()
     print("Targets:")
     targets = (

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     import skdim  # noqa: F401  (fail early, before any work, when scikit-dimension is missing)
 
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(args.seed)
     rows: list[tuple[str, int, dict[str, float], float]] = []
     elapsed = dict.fromkeys(ESTIMATORS, 0.0)
@@ -117,6 +118,11 @@ def main(argv: list[str] | None = None) -> None:
         est = " ".join(f"{values[name]:>7.2f}" for name in ESTIMATORS)
         print(f"{kind:<10} {d:>6} {est} {r2:>9.4f}")
 
+    print()
+    print(
+        f"1-min load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        f"(on {os.cpu_count()} cores; other work on the machine inflates the times)"
+    )
     print()
     print("Elapsed time per estimator (all clouds):")
     for name in ESTIMATORS:

@@ -6,6 +6,7 @@ The mathematics (:mod:`~topo_monitor.persistence`, :mod:`~topo_monitor.dimension
 
 from topo_monitor.dimension import PHDimResult, ph_dimension
 from topo_monitor.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.monitor import TopologyMonitor
 from topo_monitor.persistence import (
     barcode,
     cloud_scale,
@@ -13,11 +14,16 @@ from topo_monitor.persistence import (
     mean_lifespan,
     total_persistence,
 )
+from topo_monitor.probe import ProbeSet
+from topo_monitor.summary import EpochRecord
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EpochRecord",
     "PHDimResult",
+    "ProbeSet",
+    "TopologyMonitor",
     "barcode",
     "cloud_scale",
     "distance_matrix",

@@ -1,0 +1,263 @@
+"""TopologyMonitor inside real Trainer.fit runs: event files, history, state, robustness."""
+
+import glob
+import json
+import math
+import os
+import warnings
+
+import gudhi
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from helpers import MLP, blobs, loader, quiet_trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from topo_monitor import TopologyMonitor
+
+
+def gudhi_e0(points: np.ndarray) -> float:
+    tree = gudhi.RipsComplex(points=points.astype(np.float64)).create_simplex_tree(max_dimension=1)
+    tree.compute_persistence(min_persistence=-1)
+    deaths = tree.persistence_intervals_in_dimension(0)[:, 1]
+    return float(deaths[np.isfinite(deaths)].sum())
+
+
+def read_events(log_dir: str) -> EventAccumulator:
+    acc = EventAccumulator(log_dir, size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_scalars_match_independent_gudhi_computation(tmp_path):
+    pl.seed_everything(0)
+    data = blobs()
+    monitor = TopologyMonitor(samples_per_class=30, seed=1)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = quiet_trainer(max_epochs=2, callbacks=[monitor], logger=logger)
+    model = MLP()
+    trainer.fit(model, loader(data))
+
+    assert monitor.block_names == ["net.2", "net.5", "output"]
+    events = read_events(logger.log_dir)
+    tags = events.Tags()
+    for block in monitor.block_names:
+        for metric in ("E0_1", "E0_1_scaled", "E0_mean_lifespan", "PHdim", "PHdim_r2"):
+            steps = [e.step for e in events.Scalars(f"topology/{metric}/{block}")]
+            assert steps == [0, 1], (metric, block)
+    assert "topology_figures/depth_E0_1" in tags["images"]
+    assert "topology_figures/sw_heatmap" in tags["images"]
+    assert "custom_scalars__config__" in tags["tensors"]
+
+    # Independent truth: hook the trained model ourselves, reduce, and ask gudhi.
+    probe = monitor.probe
+    captured = {}
+    hooks = [
+        model.net[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
+        for i in (2, 5)
+    ]
+    model.eval()
+    with torch.no_grad():
+        captured["output"] = model(probe.inputs)
+    for h in hooks:
+        h.remove()
+    labels = probe.labels.numpy()
+    for block, key in (("net.2", 2), ("net.5", 5), ("output", "output")):
+        cloud = captured[key].numpy()
+        expected = np.mean([gudhi_e0(cloud[labels == c]) for c in np.unique(labels)])
+        logged = events.Scalars(f"topology/E0_1/{block}")[-1].value
+        assert logged == pytest.approx(expected, rel=1e-5)
+    assert trainer.callback_metrics["topology/E0_1/last"].item() == pytest.approx(
+        monitor.history[-1].values["E0_1"][-1]
+    )
+    assert "topology/E0_1/last_hidden" in trainer.callback_metrics
+
+    # The machine-readable history holds every value.
+    lines = [
+        json.loads(line) for line in open(os.path.join(logger.log_dir, "topology_history.jsonl"))
+    ]
+    assert [r["epoch"] for r in lines] == [0, 1]
+    assert lines[-1]["values"]["E0_1"] == pytest.approx(monitor.history[-1].values["E0_1"])
+    assert np.array(lines[-1]["sw"]).shape == (3, 3)
+
+
+def _weights_after_fit(with_monitor: bool, tmp_path) -> dict[str, torch.Tensor]:
+    pl.seed_everything(123)
+    model = MLP()
+    callbacks = (
+        [TopologyMonitor(samples_per_class=20, homology_dims=(0, 1))] if with_monitor else []
+    )
+    trainer = quiet_trainer(
+        max_epochs=3, callbacks=callbacks, logger=False, default_root_dir=tmp_path
+    )
+    trainer.fit(model, loader(blobs()))
+    assert model.training is True
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_monitoring_never_changes_training(tmp_path):
+    plain = _weights_after_fit(False, tmp_path)
+    monitored = _weights_after_fit(True, tmp_path)
+    assert plain.keys() == monitored.keys()
+    for key in plain:
+        assert torch.equal(plain[key], monitored[key]), key  # bitwise, BN statistics included
+
+
+class NaNBranch(MLP):
+    """A side branch that emits NaN; the loss never sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = nn.Linear(8, 4)
+
+    def forward(self, x):
+        self.broken(x * math.nan)
+        return self.net(x)
+
+
+def test_block_emitting_nan_warns_and_training_goes_on(tmp_path):
+    monitor = TopologyMonitor(samples_per_class=20, blocks=["broken", "net.2"])
+    trainer = quiet_trainer(
+        max_epochs=2, callbacks=[monitor], logger=False, default_root_dir=tmp_path
+    )
+    with pytest.warns(UserWarning, match=r"epoch 1, block 'broken': activations hold NaN"):
+        trainer.fit(NaNBranch(), loader(blobs()))
+    assert trainer.current_epoch == 2
+    record = monitor.history[-1]
+    assert record.blocks == ["broken", "net.2", "output"]
+    assert math.isnan(record.values["E0_1"][0])
+    assert all(math.isfinite(v) for v in record.values["E0_1"][1:])
+
+
+class TupleAndInplace(pl.LightningModule):
+    """A block returning (tensor, extra) and a layer whose output a ReLU(inplace) overwrites."""
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(8, 6)
+
+        def forward(self, x):
+            return self.lin(x), "extra"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair = self.Pair()
+        self.pre = nn.Linear(6, 6)
+        self.act = nn.ReLU(inplace=True)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h, _ = self.pair(x)
+        return self.head(self.act(self.pre(h)))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_tuple_outputs_and_inplace_relu_give_the_right_values(tmp_path):
+    model = TupleAndInplace()
+    monitor = TopologyMonitor(samples_per_class=20, blocks=["pair", "pre"], metrics=("e0",))
+    trainer = quiet_trainer(
+        max_epochs=1, callbacks=[monitor], logger=False, default_root_dir=tmp_path
+    )
+    trainer.fit(model, loader(blobs()))
+    x, labels = monitor.probe.inputs, monitor.probe.labels.numpy()
+    with torch.no_grad():
+        pair = model.pair.lin(x).numpy()
+        pre = model.pre(model.pair.lin(x)).numpy()  # before the in-place ReLU
+    assert (pre < 0).any(), "the check needs negative pre-activations"
+    record = monitor.history[-1]
+    for i, cloud in enumerate((pair, pre)):
+        expected = np.mean([gudhi_e0(cloud[labels == c]) for c in np.unique(labels)])
+        assert record.values["E0_1"][i] == pytest.approx(expected, rel=1e-5)
+
+
+def test_csv_logger_gets_scalars_and_one_warning(tmp_path):
+    logger = CSVLogger(tmp_path, name="csv")
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+    trainer = quiet_trainer(max_epochs=2, callbacks=[monitor], logger=logger)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(MLP(), loader(blobs()))
+    figure_warnings = [w for w in caught if "no TensorBoard logger" in str(w.message)]
+    assert len(figure_warnings) == 1
+    header = open(os.path.join(logger.log_dir, "metrics.csv")).readline()
+    assert "topology/E0_1/output" in header
+    assert os.path.exists(os.path.join(logger.log_dir, "topology_history.jsonl"))
+
+
+def test_without_logger_history_and_callback_metrics_still_work(tmp_path):
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",), every_n_epochs=2)
+    trainer = quiet_trainer(
+        max_epochs=4, callbacks=[monitor], logger=False, default_root_dir=tmp_path
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    assert [r.epoch for r in monitor.history] == [1, 3]
+    assert "topology/E0_1_scaled/last" in trainer.callback_metrics
+    lines = open(tmp_path / "topology_history.jsonl").read().splitlines()
+    assert len(lines) == 2
+
+
+def test_resume_from_checkpoint_continues_history(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    logger = TensorBoardLogger(tmp_path, name="resume")
+    first = TopologyMonitor(samples_per_class=20, metrics=("e0", "sw"))
+    trainer = quiet_trainer(
+        max_epochs=2, callbacks=[first, ckpt], logger=logger, enable_checkpointing=True
+    )
+    trainer.fit(MLP(), loader(blobs()))
+
+    second = TopologyMonitor(samples_per_class=20, metrics=("e0", "sw"))
+    logger2 = TensorBoardLogger(tmp_path, name="resume")
+    trainer = quiet_trainer(max_epochs=4, callbacks=[second], logger=logger2)
+    trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert [r.epoch for r in second.history] == [0, 1, 2, 3]
+    assert second.history[1].values == first.history[1].values
+    lines = open(os.path.join(logger2.log_dir, "topology_history.jsonl")).read().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2, 3]
+
+
+def test_unknown_block_fails_at_fit_start(tmp_path):
+    trainer = quiet_trainer(
+        callbacks=[TopologyMonitor(blocks=["nope"])], logger=False, default_root_dir=tmp_path
+    )
+    with pytest.raises(ValueError, match=r"unknown block name\(s\) \['nope'\]"):
+        trainer.fit(MLP(), loader(blobs()))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reduction": "max"}, "reduction must be one of"),
+        ({"samples_per_class": 0}, "samples_per_class"),
+        ({"every_n_epochs": 1.5}, "every_n_epochs"),
+        ({"metrics": ("e0", "betti")}, "metrics must be"),
+        ({"homology_dims": (2,)}, "homology_dims"),
+        ({"normalize": "zscore"}, "normalize"),
+        ({"blocks": "all"}, "blocks must be"),
+        ({"probe": [1, 2]}, "probe must be"),
+    ],
+)
+def test_bad_arguments_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TopologyMonitor(**kwargs)
+
+
+def test_event_files_exist_per_run(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="ev")
+    trainer = quiet_trainer(
+        max_epochs=1,
+        logger=logger,
+        callbacks=[TopologyMonitor(samples_per_class=20, metrics=("e0",))],
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    assert glob.glob(os.path.join(logger.log_dir, "events.out.tfevents.*"))

@@ -1,0 +1,476 @@
+"""TopologyMonitor: the Lightning callback that records the topology of every block, every epoch."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
+from topo_monitor.blocks import (
+    OUTPUT,
+    REDUCTIONS,
+    BlockRecorder,
+    first_tensor,
+    reduce_output,
+    resolve_blocks,
+)
+from topo_monitor.probe import ProbeSet, default_unpack
+from topo_monitor.summary import METRICS, EpochRecord, SummaryConfig, summarize
+
+__all__ = ["TopologyMonitor"]
+
+HISTORY_FILENAME = "topology_history.jsonl"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+@contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode without gradients, then everything back as it was.
+
+    Restores every submodule's own ``training`` flag (users freeze parts in eval mode), and the
+    torch (CPU and the model's CUDA device), NumPy and Python random states, so that monitoring
+    draws nothing from the streams training uses.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    devices = [d.index or 0 for d in {p.device for p in model.parameters()} if d.type == "cuda"]
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            model.eval()
+            yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+class TopologyMonitor(*CALLBACK_BASES):
+    r"""Record the topology and intrinsic dimension of every block's representation, every epoch.
+
+    After every ``every_n_epochs``-th training epoch, the probe set (a fixed, class-stratified sample
+    of training inputs) goes through the model in eval mode under ``no_grad``; the output of every
+    block is reduced to one vector per input; and per block, per class (then averaged over classes):
+
+    * ``E0_1`` — E^0_1, total H0 persistence of the Vietoris–Rips filtration = Euclidean MST length;
+      ``E0_1_scaled`` — the same divided by the cloud's RMS radius (scale-free, comparable across
+      blocks); ``E0_mean_lifespan`` — E^0_1 per bar;
+    * ``PHdim`` — the persistent-homology dimension, with ``PHdim_r2``, the R² of its fit;
+    * ``E1_1``, ``E1_1_scaled``, ``E1_mean_lifespan`` — the same for H1 (opt-in, capped);
+    * the L×L sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
+
+    Logged as scalars ``topology/<metric>/<block>`` with ``step = epoch``, a custom-scalars layout
+    (one chart per metric, every block in it), figures (metric vs relative depth, one curve per
+    epoch; the SW heatmap), a JSON-lines history ``topology_history.jsonl`` in the run's log
+    directory, and ``trainer.callback_metrics["topology/<metric>/last"]`` (model output) and
+    ``.../last_hidden`` (the block before it) for ``EarlyStopping`` and ``ModelCheckpoint``.
+
+    Parameters
+    ----------
+    blocks : "auto", list of str, or callable
+        ``"auto"``: structural blocks (ResNet/transformer blocks and stages) if the model has any,
+        else every activation module (MLP and plain CNN hidden layers); the model output is always
+        added last. A list of names from ``model.named_modules()``, or a callable taking the
+        LightningModule and returning names or modules, chooses them yourself. Blocks are ordered
+        by execution; a module called k times per forward gives blocks ``name``, ..., ``name#k``.
+    samples_per_class : int, default 300
+        Probe inputs per class, drawn from the training dataset (papers: 300–350).
+    probe : Dataset, (inputs, labels) tensors, ProbeSet, or None
+        The probe set. None draws it from ``trainer.train_dataloader``'s dataset.
+    reduction : {"gap", "top_l2", "flatten"}, default "gap"
+        Global average pooling over positions; the position vector of largest l2 norm; or the
+        whole output (small layers only).
+    every_n_epochs : int, default 1
+        Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
+    metrics : tuple of {"e0", "phdim", "sw"}
+        ``"e0"``: lifespan sums E^i (for every i in ``homology_dims``); ``"phdim"``; ``"sw"``.
+    homology_dims : (0,) or (0, 1), default (0,)
+        H1 is costly (a Rips complex), hence opt-in and capped by ``h1_max_points``.
+    h1_max_points : int, default 150
+        Points per class cloud for H1 (a random subsample when larger).
+    per_class : bool, default True
+        Compute on each class's cloud and average; False: on the whole cloud.
+    seed : int, default 0
+        Seeds the private generators of the probe draw and of the PHdim/H1 subsamples.
+    alpha : float, default 1.0
+        Exponent of E_α.
+    normalize : None or "minmax"
+        ``"minmax"`` scales every feature of a block's cloud to [0, 1] first, as the reference
+        code of Magai & Ayzenberg does (their E is then twice ours: they halve lifespans).
+    phdim_draws : int, default 3
+        Subsamples per size in the PHdim fit.
+    sw_directions : int, default 50
+        As ``gudhi.representations.SlicedWassersteinDistance(num_directions=...)``.
+    batch_size : int, default 256
+        Probe inputs per forward pass.
+    channel_dim : int, optional
+        Channel dimension of 3-D outputs: -1 (default, ``(B, T, C)`` sequences) or 1 (Conv1d).
+    unpack : callable, optional
+        ``item -> (input, label)`` for dataset items that are not ``(x, y, ...)`` tuples or dicts
+        with usual keys (see :func:`topo_monitor.probe.default_unpack`).
+    forward : callable, optional
+        ``(model, inputs) -> output``; default ``model(inputs)``. For models taking keyword
+        inputs, e.g. ``lambda m, batch: m(**batch)``.
+    log_figures : bool, default True
+        Write figures to TensorBoard loggers.
+
+    Examples
+    --------
+    >>> trainer = pl.Trainer(callbacks=[TopologyMonitor()], logger=TensorBoardLogger("runs"))
+    """
+
+    def __init__(
+        self,
+        *,
+        blocks: str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]] = "auto",
+        samples_per_class: int = 300,
+        probe: Dataset | tuple[torch.Tensor, torch.Tensor] | ProbeSet | None = None,
+        reduction: str = "gap",
+        every_n_epochs: int = 1,
+        metrics: Sequence[str] = METRICS,
+        homology_dims: Sequence[int] = (0,),
+        h1_max_points: int = 150,
+        per_class: bool = True,
+        seed: int = 0,
+        alpha: float = 1.0,
+        normalize: str | None = None,
+        phdim_draws: int = 3,
+        sw_directions: int = 50,
+        batch_size: int = 256,
+        channel_dim: int | None = None,
+        unpack: Callable[[Any], tuple[Any, Any]] | None = None,
+        forward: Callable[[nn.Module, Any], Any] | None = None,
+        log_figures: bool = True,
+    ) -> None:
+        super().__init__()
+        _check(
+            blocks == "auto"
+            or callable(blocks)
+            or (
+                isinstance(blocks, Sequence)
+                and not isinstance(blocks, str)
+                and all(isinstance(b, str) for b in blocks)
+                and len(blocks) > 0
+            ),
+            f'blocks must be "auto", a non-empty list of module names or a callable, got {blocks!r}',
+        )
+        _check(
+            _positive_int(samples_per_class),
+            f"samples_per_class must be a positive int, got {samples_per_class!r}",
+        )
+        _check(reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        _check(
+            _positive_int(every_n_epochs),
+            f"every_n_epochs must be a positive int, got {every_n_epochs!r}",
+        )
+        metrics = tuple(metrics)
+        _check(
+            len(metrics) > 0 and set(metrics) <= set(METRICS),
+            f"metrics must be a non-empty subset of {METRICS}, got {metrics!r}",
+        )
+        homology_dims = tuple(sorted(set(homology_dims)))
+        _check(
+            homology_dims in ((0,), (0, 1)),
+            f"homology_dims must be (0,) or (0, 1), got {homology_dims!r}",
+        )
+        _check(
+            _positive_int(h1_max_points) and h1_max_points >= 3,
+            f"h1_max_points must be an int >= 3, got {h1_max_points!r}",
+        )
+        _check(
+            isinstance(alpha, (int, float)) and 0 < alpha < math.inf,
+            f"alpha must be a positive number, got {alpha!r}",
+        )
+        _check(
+            normalize in (None, "minmax"), f'normalize must be None or "minmax", got {normalize!r}'
+        )
+        _check(
+            _positive_int(phdim_draws), f"phdim_draws must be a positive int, got {phdim_draws!r}"
+        )
+        _check(
+            isinstance(sw_directions, int) and sw_directions >= 2,
+            f"sw_directions must be an int >= 2, got {sw_directions!r}",
+        )
+        _check(_positive_int(batch_size), f"batch_size must be a positive int, got {batch_size!r}")
+        _check(
+            channel_dim in (None, 1, -1), f"channel_dim must be None, 1 or -1, got {channel_dim!r}"
+        )
+        _check(isinstance(seed, int), f"seed must be an int, got {seed!r}")
+        _check(
+            probe is None
+            or isinstance(probe, (Dataset, ProbeSet))
+            or (isinstance(probe, tuple) and len(probe) == 2),
+            "probe must be None, a Dataset, a ProbeSet or an (inputs, labels) tuple of tensors, "
+            f"got {type(probe).__name__}",
+        )
+        self.blocks = blocks
+        self.samples_per_class = samples_per_class
+        self.reduction = reduction
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.batch_size = batch_size
+        self.channel_dim = channel_dim
+        self.unpack = unpack or default_unpack
+        self.forward = forward
+        self.log_figures = log_figures
+        self.config = SummaryConfig(
+            metrics=metrics,
+            homology_dims=homology_dims,
+            alpha=float(alpha),
+            per_class=per_class,
+            normalize=normalize,
+            h1_max_points=h1_max_points,
+            phdim_draws=phdim_draws,
+            sw_directions=sw_directions,
+        )
+        self._probe_source = probe
+        self.probe: ProbeSet | None = (
+            ProbeSet.from_tensors(*probe)
+            if isinstance(probe, tuple)
+            else probe
+            if isinstance(probe, ProbeSet)
+            else None
+        )
+        self.history: list[EpochRecord] = []
+        self.block_names: list[str] | None = None
+        self._hooked: list[str] | None = None
+        self._last_run_epoch: int | None = None
+        self._layout_written = False
+        self._warned_no_figures = False
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(reduction=self.reduction, seed=self.seed)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a wrong block name is an error now, not a warning in epoch 1
+            self._hooked = resolve_blocks(pl_module, self.blocks)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_run_epoch = None
+        if self.probe is None and trainer.is_global_zero:
+            dataset = self._probe_source
+            if dataset is None:
+                dataset = _train_dataset(trainer)
+            self.probe = ProbeSet.from_dataset(
+                dataset, self.samples_per_class, self.seed, self.unpack
+            )
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Checkpointing (and early stopping after validation) read their metrics here, before
+        # on_train_epoch_end: run now when this validation closes the training epoch.
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if not trainer.sanity_checking and epoch_loop.batch_progress.is_last_batch:
+            self._run(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._run(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [r.to_dict() for r in self.history], "block_names": self.block_names}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [EpochRecord.from_dict(r) for r in state_dict.get("history", [])]
+        self.block_names = state_dict.get("block_names")
+
+    # ------------------------------------------------------------------ computation
+
+    def compute(self, model: nn.Module, epoch: int = 0, step: int = 0) -> EpochRecord:
+        """Run the probe set through ``model`` and summarise every block; no logging.
+
+        Usable without a Trainer, e.g. on a loaded checkpoint, once ``self.probe`` is set.
+        The model's mode, gradient state, hooks and the random streams are left as they were.
+        """
+        if self.probe is None:
+            raise RuntimeError("no probe set: pass probe=... or run inside Trainer.fit")
+        hooked = self._hooked if self._hooked is not None else resolve_blocks(model, self.blocks)
+        timings = {"reduction": 0.0}
+
+        def reduce(name: str, tensor: torch.Tensor) -> torch.Tensor:
+            start = time.perf_counter()
+            out = reduce_output(tensor, self.reduction, self.channel_dim)
+            timings["reduction"] += time.perf_counter() - start
+            return out
+
+        device = _model_device(model)
+        start = time.perf_counter()
+        outputs: list[torch.Tensor] = []
+        with preserved_state(model), BlockRecorder(model, hooked, reduce) as recorder:
+            for batch in self.probe.batches(self.batch_size):
+                recorder.next_batch()
+                batch = _to_device(batch, device)
+                result = self.forward(model, batch) if self.forward else model(batch)
+                tensor = first_tensor(result)
+                if tensor is None:
+                    raise ValueError(
+                        f"the model returned {type(result).__name__} with no tensor for the "
+                        "probe inputs: pass TopologyMonitor(forward=...) to select the output"
+                    )
+                outputs.append(reduce(OUTPUT, tensor))
+        timings["forward"] = time.perf_counter() - start - timings["reduction"]
+        clouds = {name: torch.cat(parts) for name, parts in recorder.outputs.items()}
+        clouds[OUTPUT] = torch.cat(outputs)
+        for name, reason in recorder.skipped.items():
+            rank_zero_warn(f"TopologyMonitor: block {name!r} is not monitored: {reason}")
+        if self.block_names is None:
+            self.block_names = list(clouds)
+        clouds = {name: clouds[name] for name in self.block_names if name in clouds}
+        record = summarize(
+            clouds,
+            self.probe.labels,
+            self.config,
+            epoch=epoch,
+            step=step,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        record.timings = {**timings, **record.timings}
+        for block, reason in record.problems:
+            rank_zero_warn(
+                f"TopologyMonitor, epoch {epoch}, block {block!r}: {reason}; recorded as NaN"
+            )
+        return record
+
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.every_n_epochs != 0 or self._last_run_epoch == epoch:
+            return
+        self._last_run_epoch = epoch
+        record = None
+        if trainer.is_global_zero:
+            try:
+                record = self.compute(pl_module, epoch, trainer.global_step)
+            except Exception as err:  # monitoring must never end the user's training run
+                rank_zero_warn(
+                    f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"
+                )
+        short = self._short_metrics(record) if record is not None else {}
+        short = trainer.strategy.broadcast(short, src=0)
+        for key, value in short.items():
+            trainer.callback_metrics[key] = torch.tensor(value)
+        if record is not None:
+            self.history.append(record)
+            self._log(trainer, record)
+
+    @staticmethod
+    def _short_metrics(record: EpochRecord) -> dict[str, float]:
+        out = {}
+        for metric, values in record.values.items():
+            out[f"topology/{metric}/last"] = float(values[-1])
+            if len(values) >= 2:
+                out[f"topology/{metric}/last_hidden"] = float(values[-2])
+        return out
+
+    # ------------------------------------------------------------------ sinks
+
+    def _log(self, trainer: pl.Trainer, record: EpochRecord) -> None:
+        scalars = {
+            f"topology/{metric}/{block}": value
+            for metric, values in record.values.items()
+            for block, value in zip(record.blocks, values, strict=True)
+            if math.isfinite(value)
+        }
+        writers = []
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=record.epoch)
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_figure") and hasattr(experiment, "add_custom_scalars"):
+                writers.append(experiment)
+        if trainer.loggers and not writers and self.log_figures and not self._warned_no_figures:
+            self._warned_no_figures = True
+            rank_zero_warn(
+                "TopologyMonitor: no TensorBoard logger, so no figures or custom-scalars layout; "
+                "scalars go to the loggers and everything to the history file"
+            )
+        for writer in writers:
+            self._write_tensorboard(writer, record)
+        self._write_history(trainer)
+
+    def _write_tensorboard(self, writer: Any, record: EpochRecord) -> None:
+        from topo_monitor.plots import depth_profile, sw_heatmap
+
+        if not self._layout_written:
+            writer.add_custom_scalars(
+                {
+                    "topology": {
+                        metric: ["Multiline", [f"^topology/{re.escape(metric)}/"]]
+                        for metric in record.values
+                    }
+                }
+            )
+            self._layout_written = True
+        if self.log_figures:
+            for metric in record.values:
+                if metric != "PHdim_r2":
+                    writer.add_figure(
+                        f"topology_figures/depth_{metric}",
+                        depth_profile(self.history, metric),
+                        global_step=record.epoch,
+                    )
+            if record.sw is not None:
+                writer.add_figure(
+                    "topology_figures/sw_heatmap", sw_heatmap(record), global_step=record.epoch
+                )
+        writer.flush()
+
+    def _write_history(self, trainer: pl.Trainer) -> None:
+        """Rewrite the whole history: complete and consistent after a resume too."""
+        directory = trainer.log_dir or trainer.default_root_dir
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, HISTORY_FILENAME)
+        with open(path + ".tmp", "w") as f:
+            for r in self.history:
+                f.write(json.dumps(r.to_dict()) + "\n")
+        os.replace(path + ".tmp", path)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _train_dataset(trainer: pl.Trainer) -> Dataset:
+    loader = trainer.train_dataloader
+    if isinstance(loader, Mapping):
+        loader = next(iter(loader.values()))
+    elif isinstance(loader, (list, tuple)):
+        loader = loader[0]
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise ValueError(
+            "TopologyMonitor cannot draw a probe set from the training dataloader (no map-style "
+            "dataset): pass probe=(inputs, labels) or probe=<Dataset>"
+        )
+    return dataset

@@ -1,0 +1,152 @@
+"""The probe set: a fixed, class-stratified sample of training inputs, the same every epoch.
+
+It is drawn once with a private generator, so monitoring never consumes the random streams that
+training draws from, and so epochs (and runs with the same seed) are comparable.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
+
+__all__ = ["ProbeSet", "dataset_labels", "default_unpack"]
+
+_INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_ids")
+_LABEL_KEYS = ("label", "labels", "y", "target", "targets")
+
+
+def default_unpack(item: Any) -> tuple[Any, Any]:
+    """Split one dataset item into (input, label).
+
+    ``(x, y, ...)`` tuples and lists give ``x, y``; dicts use the first key found among
+    ``input, inputs, x, image, images, pixel_values, input_ids`` and
+    ``label, labels, y, target, targets``. For any other format pass ``unpack=`` a function of
+    your own, e.g. ``lambda item: (item["features"], item["class_id"])``.
+    """
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        return item[0], item[1]
+    if isinstance(item, Mapping):
+        x_key = next((k for k in _INPUT_KEYS if k in item), None)
+        y_key = next((k for k in _LABEL_KEYS if k in item), None)
+        if x_key is not None and y_key is not None:
+            return item[x_key], item[y_key]
+    raise ValueError(
+        f"cannot find (input, label) in a dataset item of type {type(item).__name__}: give "
+        "TopologyMonitor(unpack=...) a function that returns (input, label) for one item"
+    )
+
+
+def _as_label(y: Any) -> int:
+    if isinstance(y, torch.Tensor):
+        if y.numel() != 1:
+            raise ValueError(
+                f"a label must be a single class index, got a tensor of shape {tuple(y.shape)}"
+            )
+        return int(y.item())
+    return int(y)
+
+
+def dataset_labels(dataset: Dataset, unpack: Callable[[Any], tuple[Any, Any]]) -> np.ndarray:
+    """Class labels of every item, read cheaply where the dataset exposes them.
+
+    ``targets`` (torchvision), ``labels``, the second tensor of a ``TensorDataset`` and
+    ``Subset``s of those are read directly; other datasets are indexed item by item.
+    """
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset, unpack)[np.asarray(dataset.indices)]
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return dataset.tensors[1].detach().cpu().numpy().astype(np.int64).reshape(len(dataset))
+    for attr in ("targets", "labels"):
+        values = getattr(dataset, attr, None)
+        if values is not None and not callable(values):
+            labels = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
+            if labels.ndim == 1 and len(labels) == len(dataset):
+                return labels.astype(np.int64)
+    return np.array([_as_label(unpack(dataset[i])[1]) for i in range(len(dataset))])
+
+
+@dataclass
+class ProbeSet:
+    """Inputs and labels of the probe set, kept on the CPU.
+
+    Attributes
+    ----------
+    inputs : torch.Tensor or a collated structure of tensors, first dimension n
+    labels : torch.Tensor, shape (n,), int64
+    indices : numpy.ndarray or None
+        Positions in the dataset the probe was drawn from (None for user-given tensors).
+    """
+
+    inputs: Any
+    labels: torch.Tensor
+    indices: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.unique(self.labels.numpy())
+
+    @classmethod
+    def from_tensors(cls, inputs: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> ProbeSet:
+        labels = torch.as_tensor(labels).reshape(-1).long().cpu()
+        if not isinstance(inputs, torch.Tensor) or len(inputs) != len(labels):
+            raise ValueError(
+                f"probe inputs must be a tensor with one row per label; got "
+                f"{type(inputs).__name__} of length {len(inputs)} for {len(labels)} labels"
+            )
+        return cls(inputs.detach().cpu(), labels)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Dataset,
+        samples_per_class: int,
+        seed: int = 0,
+        unpack: Callable[[Any], tuple[Any, Any]] = default_unpack,
+    ) -> ProbeSet:
+        """Draw ``samples_per_class`` items per class (all of a smaller class, with a warning)."""
+        labels = dataset_labels(dataset, unpack)
+        if len(labels) == 0:
+            raise ValueError("cannot draw a probe set from an empty dataset")
+        rng = np.random.default_rng(seed)
+        chosen, short = [], []
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            if len(members) < samples_per_class:
+                short.append(f"{c} ({len(members)})")
+            take = min(samples_per_class, len(members))
+            chosen.append(np.sort(rng.choice(members, size=take, replace=False)))
+        if short:
+            warnings.warn(
+                f"probe set: classes {', '.join(short)} have fewer than samples_per_class="
+                f"{samples_per_class} items; all of their items are used",
+                UserWarning,
+                stacklevel=2,
+            )
+        indices = np.concatenate(chosen)
+        items = [unpack(dataset[int(i)]) for i in indices]
+        inputs = default_collate([x for x, _ in items])
+        return cls(inputs, torch.as_tensor(labels[indices]), indices)
+
+    def batches(self, batch_size: int) -> Iterator[Any]:
+        """The inputs in consecutive batches (tensors, or the same structure as the inputs)."""
+        for start in range(0, len(self), batch_size):
+            yield _slice(self.inputs, slice(start, start + batch_size))
+
+
+def _slice(inputs: Any, part: slice) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs[part]
+    if isinstance(inputs, Mapping):
+        return {k: _slice(v, part) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_slice(v, part) for v in inputs)
+    raise TypeError(f"cannot batch probe inputs of type {type(inputs).__name__}")

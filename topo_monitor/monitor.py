@@ -59,7 +59,7 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     """
     modes = [(m, m.training) for m in model.modules()]
     devices = [d.index or 0 for d in {p.device for p in model.parameters()} if d.type == "cuda"]
-    np_state, py_state = np.random.get_state(), random.getstate()
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (global stream)
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             model.eval()
@@ -67,16 +67,17 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     finally:
         for module, mode in modes:
             module.training = mode
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
 
 
 class TopologyMonitor(*CALLBACK_BASES):
     r"""Record the topology and intrinsic dimension of every block's representation, every epoch.
 
-    After every ``every_n_epochs``-th training epoch, the probe set (a fixed, class-stratified sample
-    of training inputs) goes through the model in eval mode under ``no_grad``; the output of every
-    block is reduced to one vector per input; and per block, per class (then averaged over classes):
+    After every ``every_n_epochs``-th training epoch, the probe set (a fixed, class-stratified
+    sample of training inputs) goes through the model in eval mode under ``no_grad``; the output
+    of every block is reduced to one vector per input; and per block, per class (then averaged
+    over classes):
 
     * ``E0_1`` — E^0_1, total H0 persistence of the Vietoris–Rips filtration = Euclidean MST length;
       ``E0_1_scaled`` — the same divided by the cloud's RMS radius (scale-free, comparable across
@@ -178,7 +179,8 @@ class TopologyMonitor(*CALLBACK_BASES):
                 and all(isinstance(b, str) for b in blocks)
                 and len(blocks) > 0
             ),
-            f'blocks must be "auto", a non-empty list of module names or a callable, got {blocks!r}',
+            'blocks must be "auto", a non-empty list of module names or a callable, '
+            f"got {blocks!r}",
         )
         _check(
             _positive_int(samples_per_class),

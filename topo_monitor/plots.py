@@ -49,7 +49,9 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
         )
     if shown:
         last = shown[-1]
-        ax.set_xticks(last.depths, [f"{b}\n{d:.2f}" for b, d in zip(last.blocks, last.depths)])
+        ax.set_xticks(
+            last.depths, [f"{b}\n{d:.2f}" for b, d in zip(last.blocks, last.depths, strict=True)]
+        )
         ax.tick_params(axis="x", labelsize=7, labelrotation=45)
     ax.set_xlabel("block (relative depth)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))

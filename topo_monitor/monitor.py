@@ -32,6 +32,9 @@ from topo_monitor.summary import METRICS, EpochRecord, SummaryConfig, summarize
 __all__ = ["TopologyMonitor"]
 
 HISTORY_FILENAME = "topology_history.jsonl"
+FIGURE_METRICS = ("E0_1", "E0_1_scaled", "PHdim", "E1_1", "E1_1_scaled")
+"""Metrics drawn as depth profiles (mean lifespans and R² are scalars only: for H0 the mean
+lifespan is E0_1 / (n - 1), the same curve again)."""
 
 
 def _check(condition: bool, message: str) -> None:
@@ -430,7 +433,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             self._layout_written = True
         if self.log_figures:
             for metric in record.values:
-                if metric != "PHdim_r2":
+                if metric in FIGURE_METRICS:
                     writer.add_figure(
                         f"topology_figures/depth_{metric}",
                         depth_profile(self.history, metric),

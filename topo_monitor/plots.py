@@ -14,6 +14,9 @@ from topo_monitor.summary import EpochRecord
 
 __all__ = ["METRIC_LABELS", "depth_profile", "sw_heatmap"]
 
+DPI = 80
+"""Enough for TensorBoard's image panel; rendering cost grows with the pixel count."""
+
 METRIC_LABELS = {
     "E0_1": "$E^0_1$ (MST length)",
     "E0_1_scaled": "scale-free $E^0_1$ (÷ RMS radius)",
@@ -33,7 +36,7 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
     curves sinking with depth as the colour darkens (Magai & Ayzenberg 2022, Fig. 3).
     Figures are built without pyplot, so nothing global is touched in the training process.
     """
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    fig = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     cmap = colormaps["viridis_r"]
     shown = [r for r in records if metric in r.values]
@@ -68,7 +71,7 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
 def sw_heatmap(record: EpochRecord) -> Figure:
     """The L×L sliced-Wasserstein distances between the blocks' diagrams (paper 001, Fig. 5)."""
     matrix = np.array(record.sw, dtype=float)
-    fig = Figure(figsize=(5.2, 4.6), layout="constrained")
+    fig = Figure(figsize=(5.2, 4.6), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap="magma")
     ticks = np.arange(len(record.blocks))

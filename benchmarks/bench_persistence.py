@@ -26,7 +26,7 @@ Targets (printed at the end with whether they are met):
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_persistence.py                  # full run, a few minutes
+    .venv/bin/python benchmarks/bench_persistence.py    # full run, 1.5 min on 2 idle cores
     .venv/bin/python benchmarks/bench_persistence.py --sizes 300 1000 --repeats 3   # quick run
 """
 

@@ -69,41 +69,39 @@ def prim_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Parameters
     ----------
     D2 : torch.Tensor, shape (B, m, m)
-        Symmetric edge weights (any increasing function of the distances, e.g. squared distances).
-        **Overwritten** (it is used as the scratch space that marks visited vertices). Padding
-        vertices may be given weight ``inf`` to every other vertex; their edges then weigh ``inf``.
+        Symmetric edge weights (any increasing function of the distances, e.g. squared distances);
+        not modified. Padding vertices may be given weight ``inf`` to every other vertex.
 
     Returns
     -------
     edges : torch.Tensor, shape (B, m - 1, 2), int64
-        The tree edges ``(vertex, parent)`` in the order Prim adds them, starting from vertex 0.
+        Edge ``v - 1`` is ``(v, parent of v)`` for v = 1..m-1, the tree rooted at vertex 0.
     weights : torch.Tensor, shape (B, m - 1)
-        The weight of each of those edges.
+        The weight of each of those edges (``inf`` for padding vertices).
 
     The loop runs ``m - 1`` times over the whole batch at once, so many small clouds (the subsamples
-    of a PHdim fit, the classes of a block) cost about as many tensor operations as one.
+    of a PHdim fit, the classes of a block) cost about as many tensor operations as one. A vertex
+    in the tree holds key ``-inf``: no row is ever smaller, so it is never updated again, and the
+    ``abs`` in the selection keeps it from being chosen twice. A vertex's parent therefore stays
+    the one it joined with, and the edges are read off at the end.
     """
     B, m, _ = D2.shape
     device = D2.device
-    edges = torch.empty(B, max(m - 1, 0), 2, dtype=torch.long, device=device)
-    weights = torch.empty(B, max(m - 1, 0), dtype=D2.dtype, device=device)
-    if m < 2:
-        return edges, weights
     rows = torch.arange(B, device=device)
-    D2[:, :, 0] = math.inf  # vertex 0 is in the tree from the start
-    best = D2[:, 0, :].clone()
     parent = torch.zeros(B, m, dtype=torch.long, device=device)
-    for k in range(m - 1):
-        j = best.argmin(dim=1)
-        edges[:, k, 0] = j
-        edges[:, k, 1] = parent[rows, j]
-        weights[:, k] = best[rows, j]
-        D2[rows, :, j] = math.inf  # j joins the tree: no vertex may attach to it again
-        best[rows, j] = math.inf
-        row = D2[rows, j]
-        closer = row < best
-        best = torch.where(closer, row, best)
-        parent = torch.where(closer, j[:, None], parent)
+    if m >= 2:
+        best = D2[:, 0, :].clone()
+        best[:, 0] = -math.inf
+        for _ in range(m - 1):
+            j = best.abs().argmin(dim=1)
+            best[rows, j] = -math.inf
+            row = D2[rows, j]
+            closer = row < best
+            best = torch.where(closer, row, best)
+            parent = torch.where(closer, j[:, None], parent)
+    vertices = torch.arange(1, m, device=device).expand(B, -1)
+    edges = torch.stack([vertices, parent[:, 1:]], dim=2)
+    weights = D2[rows[:, None], vertices, parent[:, 1:]]
     return edges, weights
 
 
@@ -119,6 +117,8 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
     -------
     torch.Tensor, shape (G, max n_g, max n_g)
     """
+    if len(clouds) == 1:
+        return squared_distances(clouds[0])[None]
     N = max(c.shape[0] for c in clouds)
     out = clouds[0].new_zeros(len(clouds), N, N)
     for g, cloud in enumerate(clouds):
@@ -143,12 +143,15 @@ def subcloud_mst(
     Returns
     -------
     edges : torch.Tensor, shape (B, m - 1, 2)
-        ``(position, parent position)`` within each row of ``idx``. The first ``k - 1`` edges of a
-        sub-cloud of ``k`` real points are its tree; the edges of padding come after.
+        ``(position, parent position)`` within each row of ``idx``, as :func:`prim_mst`. The
+        first ``k - 1`` edges of a sub-cloud of ``k`` real points are its tree (padding comes last).
     weights : torch.Tensor, shape (B, m - 1)
         Squared lengths of those edges (``inf`` for padding).
     """
     pad = idx < 0
+    whole = torch.arange(D2.shape[1], device=idx.device)
+    if D2.shape[0] == 1 and idx.shape == (1, D2.shape[1]) and torch.equal(idx[0], whole):
+        return prim_mst(D2)  # the whole of one cloud, in order: no copy needed
     safe = idx.clamp(min=0)
     sub = D2[group[:, None, None], safe[:, :, None], safe[:, None, :]]
     sub.masked_fill_(pad[:, :, None] | pad[:, None, :], math.inf)

@@ -1,0 +1,253 @@
+"""Cost of TopologyMonitor per monitored epoch, as a fraction of one training epoch (CPU).
+
+Two models, each timed side by side in one process with the same torch threads:
+
+* digits    ``examples/digits.py``: DigitsResNet (6 residual blocks + output = 7 monitored blocks)
+            on the 1347 training digits, batch 64, AdamW, as the example trains it. Monitored with
+            the default settings and ``samples_per_class=100`` (what the example uses), then with
+            the library default ``samples_per_class=300``: digits has only about 135 training
+            images per class, so that probe is every training image (1347 inputs).
+* resnet18  ``examples/cifar10.py``: torchvision ResNet-18 with the CIFAR stem (8 basic blocks +
+            output = 9 monitored blocks), SGD with the example's augmentation, batch 128, on
+            10,000 random 32×32 RGB images with 10 balanced random labels. The probe is drawn from
+            all 10,000 (10 classes × 300 = 3000 inputs).
+
+What is timed:
+
+* training epoch: ``Trainer.fit`` without the monitor and with a TensorBoardLogger, timed from
+  ``on_train_epoch_start`` to ``on_train_epoch_end`` (no validation loop, so the ratio is against
+  training alone: conservative). digits: median of epochs 2..``--digits-epochs`` (epoch 1 warms
+  up). resnet18: one epoch over the first ``--resnet-images`` images (default 2000), and the
+  10,000-image epoch extrapolated linearly from it (an epoch is a loop over equal batches).
+* monitoring: on the trained model, what the callback does per monitored epoch:
+  ``monitor.compute(model)`` (its ``record.timings`` give forward, reduction, H0, PHdim, SW, H1;
+  "other" is the rest of ``compute``: hooks, concatenation, cloud scales, per-class splits) and
+  ``monitor._log(trainer, record)`` (scalars, custom-scalars layout, the depth-profile and SW
+  figures, the JSON-lines history) into the same TensorBoardLogger. digits: median of
+  ``--digits-repeats`` runs (the history, hence each depth-profile figure, grows by one curve per
+  run, as in training). resnet18: one run. The probe draw (once per fit, at train start) is shown
+  apart and not counted.
+
+The target, printed with whether it is met: monitoring ≤ 25 % of a training epoch for the digits
+example with its settings (samples_per_class=100).
+
+Usage (CPU only; about 4 minutes on 2 cores with the defaults, most of it ResNet-18)::
+
+    .venv/bin/python benchmarks/bench_monitor.py
+    .venv/bin/python benchmarks/bench_monitor.py --resnet-images 10000   # measured, ~20 min
+    .venv/bin/python benchmarks/bench_monitor.py --h1                    # H1 on as well
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from types import ModuleType
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from topo_monitor import TopologyMonitor
+from topo_monitor.blocks import resolve_blocks
+from topo_monitor.probe import ProbeSet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAGES = ("forward", "reduction", "h0", "phdim", "sw", "h1", "other", "logging")
+LABELS = {
+    "forward": "forward (probe)",
+    "reduction": "reduction (GAP)",
+    "h0": "H0 (MST)",
+    "phdim": "PHdim",
+    "sw": "SW matrix",
+    "h1": "H1",
+    "other": "other compute",
+    "logging": "logging",
+}
+TARGET = 0.25
+RESNET_FULL = 10_000
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module."""
+    module_name = f"topo_monitor_example_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(
+        module_name, os.path.join(ROOT, "examples", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of every training epoch, from its start to its end hook."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def train(
+    model: pl.LightningModule, loader: DataLoader, epochs: int, logdir: str, name: str
+) -> tuple[pl.Trainer, list[float]]:
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        callbacks=[timer],
+        logger=TensorBoardLogger(logdir, name=name),
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=10,
+    )
+    trainer.fit(model, loader)
+    return trainer, timer.seconds
+
+
+def time_monitor(
+    model: pl.LightningModule,
+    trainer: pl.Trainer,
+    dataset: Dataset,
+    samples_per_class: int,
+    repeats: int,
+    h1: bool,
+) -> dict[str, float]:
+    """Median seconds per stage of ``repeats`` monitored epochs, plus the probe draw and sizes."""
+    monitor = TopologyMonitor(
+        samples_per_class=samples_per_class, homology_dims=(0, 1) if h1 else (0,)
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "fewer than samples_per_class items" (digits, 300)
+        monitor.probe = ProbeSet.from_dataset(dataset, samples_per_class, monitor.seed)
+    probe_seconds = time.perf_counter() - start
+    monitor._hooked = resolve_blocks(model, monitor.blocks)  # what setup() does
+    runs: list[dict[str, float]] = []
+    for epoch in range(repeats):
+        start = time.perf_counter()
+        record = monitor.compute(model, epoch=epoch, step=epoch)
+        computed = time.perf_counter()
+        monitor.history.append(record)  # what _run does before logging
+        monitor._log(trainer, record)
+        logged = time.perf_counter()
+        stages = {stage: record.timings.get(stage, float("nan")) for stage in STAGES[:6]}
+        known = sum(v for v in stages.values() if v == v)
+        stages["other"] = computed - start - known
+        stages["logging"] = logged - computed
+        stages["total"] = logged - start
+        runs.append(stages)
+    out = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    out.update(
+        probe_draw=probe_seconds,
+        probe_size=len(monitor.probe),
+        blocks=len(record.blocks),
+        repeats=repeats,
+    )
+    return out
+
+
+def random_images(n: int, classes: int = 10, seed: int = 0) -> TensorDataset:
+    """n uniform random 3×32×32 images, CIFAR-normalized, with balanced labels in random order."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 3, 32, 32, generator=g) - 0.5) / 0.25
+    y = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]
+    return TensorDataset(x, y)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digits-epochs", type=int, default=3)
+    parser.add_argument("--digits-repeats", type=int, default=3)
+    parser.add_argument("--resnet-images", type=int, default=2000)
+    parser.add_argument("--resnet-probe-per-class", type=int, default=300)
+    parser.add_argument("--h1", action="store_true", help="monitor H1 as well (default: off)")
+    args = parser.parse_args(argv)
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
+    digits_example = load_example("digits")
+    cifar_example = load_example("cifar10")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}; H1 {'on' if args.h1 else 'off'}"
+    )
+    columns: list[tuple[str, float, str, dict[str, float]]] = []
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory() as logdir:
+        # ---- digits
+        pl.seed_everything(0, verbose=False)
+        train_set, _ = digits_example.digits_datasets()
+        model = digits_example.DigitsResNet()
+        loader = DataLoader(train_set, batch_size=64, shuffle=True)
+        trainer, epochs = train(model, loader, args.digits_epochs, logdir, "digits")
+        epoch = statistics.median(epochs[1:] or epochs)
+        note = f"{len(train_set)} imgs, epochs " + " ".join(f"{s:.2f}" for s in epochs)
+        for spc in (100, 300):
+            stats = time_monitor(model, trainer, train_set, spc, args.digits_repeats, args.h1)
+            columns.append((f"digits spc={spc}", epoch, note, stats))
+        # ---- ResNet-18
+        pl.seed_everything(0, verbose=False)
+        n_pool = max(RESNET_FULL, 10 * args.resnet_probe_per_class)
+        pool = random_images(n_pool)
+        n_train = min(args.resnet_images, n_pool)
+        model = cifar_example.CifarResNet()
+        loader = DataLoader(Subset(pool, range(n_train)), batch_size=128, shuffle=True)
+        trainer, epochs = train(model, loader, 1, logdir, "resnet18")
+        stats = time_monitor(model, trainer, pool, args.resnet_probe_per_class, 1, args.h1)
+        columns.append((f"resnet18 {n_train} imgs", epochs[0], f"{n_train} imgs", stats))
+        if n_train != RESNET_FULL:
+            scaled = epochs[0] * RESNET_FULL / n_train
+            columns.append(
+                (f"resnet18 {RESNET_FULL} (extrap.)", scaled, f"x{RESNET_FULL / n_train:g}", stats)
+            )
+
+    def row(label: str, cells: list[str]) -> None:
+        print(f"{label:24s}" + "".join(f"{cell:>26s}" for cell in cells))
+
+    print()
+    row("seconds (% of epoch)", [c[0] for c in columns])
+    row("training epoch", [f"{c[1]:.2f}" for c in columns])
+    row("probe inputs x blocks", [f"{c[3]['probe_size']} x {c[3]['blocks']}" for c in columns])
+    row("probe draw (once)", [f"{c[3]['probe_draw']:.3f}" for c in columns])
+    for stage in (*STAGES, "total"):
+        cells = []
+        for _, epoch, _, stats in columns:
+            value = stats[stage]
+            cells.append("-" if value != value else f"{value:.3f} ({100 * value / epoch:5.1f} %)")
+        row("monitoring total" if stage == "total" else LABELS[stage], cells)
+    row("monitoring / epoch", [f"{c[3]['total'] / c[1]:.3f}" for c in columns])
+    print()
+    for name, _, note, stats in columns:
+        print(f"  {name}: {note}; monitoring median of {stats['repeats']} run(s)")
+    ratio = columns[0][3]["total"] / columns[0][1]
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(
+        f"\nTarget: digits example (samples_per_class=100) monitoring <= {TARGET:.0%} of a "
+        f"training epoch: {ratio:.1%} -> {verdict}"
+    )
+    print(f"Whole benchmark: {time.perf_counter() - wall:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -87,31 +87,73 @@ def prim_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     B, m, _ = D2.shape
     device = D2.device
+    if device.type == "cpu":
+        parent = torch.from_numpy(_prim_parents_numpy(D2.numpy()))
+    else:
+        parent = _prim_parents_torch(D2)
     rows = torch.arange(B, device=device)
-    parent = torch.zeros(B, m, dtype=torch.long, device=device)
-    if m >= 2:
-        best = D2[:, 0, :].clone()
-        best[:, 0] = -math.inf
-        for _ in range(m - 1):
-            j = best.abs().argmin(dim=1)
-            best[rows, j] = -math.inf
-            row = D2[rows, j]
-            closer = row < best
-            best = torch.where(closer, row, best)
-            parent = torch.where(closer, j[:, None], parent)
     vertices = torch.arange(1, m, device=device).expand(B, -1)
     edges = torch.stack([vertices, parent[:, 1:]], dim=2)
     weights = D2[rows[:, None], vertices, parent[:, 1:]]
     return edges, weights
 
 
-def stacked_squared_distances(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Squared distance matrices of several clouds, zero-padded into one tensor.
+def _prim_parents_torch(D2: torch.Tensor) -> torch.Tensor:
+    """The loop of :func:`prim_mst` in torch, for accelerators (no host synchronisation)."""
+    B, m, _ = D2.shape
+    rows = torch.arange(B, device=D2.device)
+    parent = torch.zeros(B, m, dtype=torch.long, device=D2.device)
+    best = D2[:, 0, :].clone()
+    best[:, 0] = -math.inf
+    for _ in range(m - 1):
+        j = best.abs().argmin(dim=1)
+        best[rows, j] = -math.inf
+        row = D2[rows, j]
+        closer = row < best
+        best = torch.where(closer, row, best)
+        parent = torch.where(closer, j[:, None], parent)
+    return parent
+
+
+def _prim_parents_numpy(D2: np.ndarray) -> np.ndarray:
+    """The loop of :func:`prim_mst` in NumPy, for the CPU: in-place operations, a few
+    microseconds per step where torch's per-operation overhead would dominate."""
+    B, m, _ = D2.shape
+    parent = np.zeros((B, m), dtype=np.int64)
+    best = D2[:, 0, :].copy()
+    best[:, 0] = -np.inf
+    key = np.empty_like(best)
+    closer = np.empty(best.shape, dtype=bool)
+    rows = np.arange(B)
+    for _ in range(m - 1):
+        np.abs(best, out=key)
+        if B == 1:
+            j = int(key[0].argmin())
+            best[0, j] = -np.inf
+            row = D2[0, j][None]  # a view: no copy of the row
+            np.less(row, best, out=closer)
+            np.copyto(best, row, where=closer)
+            np.copyto(parent, j, where=closer)
+        else:
+            j = key.argmin(axis=1)
+            best[rows, j] = -np.inf
+            row = D2[rows, j]
+            np.less(row, best, out=closer)
+            np.copyto(best, row, where=closer)
+            np.copyto(parent, j[:, None], where=closer)
+    return parent
+
+
+def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0.0) -> torch.Tensor:
+    """Squared distance matrices of several clouds, padded into one tensor.
 
     Parameters
     ----------
     clouds : sequence of G tensors of shapes (n_g, d_g), on one device
         The clouds may differ in size and in dimension.
+    padding : float
+        Value of the entries beyond a smaller cloud; ``inf`` keeps padding vertices out of a
+        minimum spanning tree's real edges.
 
     Returns
     -------
@@ -120,7 +162,7 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
     if len(clouds) == 1:
         return squared_distances(clouds[0])[None]
     N = max(c.shape[0] for c in clouds)
-    out = clouds[0].new_zeros(len(clouds), N, N)
+    out = clouds[0].new_full((len(clouds), N, N), padding)
     for g, cloud in enumerate(clouds):
         out[g, : cloud.shape[0], : cloud.shape[0]] = squared_distances(cloud)
     return out
@@ -182,20 +224,15 @@ def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[tor
     out: list[torch.Tensor] = [torch.empty(0)] * len(clouds)
     order = sorted(range(len(clouds)), key=lambda g: -clouds[g].shape[0])
     for part in chunks([clouds[g].shape[0] for g in order]):
-        members = order[part]
-        work = [clouds[g].to(work_dtype(clouds[g].device)) for g in members]
-        D2 = stacked_squared_distances(work)
-        m = D2.shape[1]
-        idx = torch.full((len(work), m), -1, dtype=torch.long, device=D2.device)
-        for row, cloud in enumerate(work):
-            idx[row, : cloud.shape[0]] = torch.arange(cloud.shape[0], device=D2.device)
-        group = torch.arange(len(work), device=D2.device)
-        edges, _ = subcloud_mst(D2, group, idx)
-        for row, (g, cloud) in enumerate(zip(members, work, strict=True)):
+        members = [clouds[g] for g in order[part]]
+        # The tree is found on distances in the cloud's own precision (the cost of cdist); only
+        # its n - 1 edges are then measured exactly, in float64, so duplicates give exactly 0.
+        edges, _ = prim_mst(stacked_squared_distances(members, padding=math.inf))
+        for row, (g, cloud) in enumerate(zip(order[part], members, strict=True)):
             tree = edges[row, : cloud.shape[0] - 1]
-            lengths = torch.linalg.vector_norm(cloud[tree[:, 0]] - cloud[tree[:, 1]], dim=1)
-            dtype = torch.float64 if clouds[g].dtype == torch.float64 else torch.float32
-            out[g] = lengths.sort().values.to(dtype)
+            exact = cloud.to(work_dtype(cloud.device))
+            lengths = torch.linalg.vector_norm(exact[tree[:, 0]] - exact[tree[:, 1]], dim=1)
+            out[g] = lengths.sort().values.to(cloud.dtype)
     return out
 
 

@@ -8,11 +8,15 @@ would record the wrong values.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +25,11 @@ __all__ = [
     "REDUCTIONS",
     "BlockRecorder",
     "candidate_blocks",
+    "collect_clouds",
     "first_tensor",
+    "model_device",
+    "move_to_device",
+    "preserved_state",
     "reduce_output",
     "resolve_blocks",
 ]
@@ -219,3 +227,89 @@ class BlockRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a batch (a tensor, or dicts/tuples/lists of them) moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def collect_clouds(
+    model: nn.Module,
+    batches: Iterable[Any],
+    hooked: Iterable[str],
+    reduce: Callable[[str, torch.Tensor], torch.Tensor],
+    forward: Callable[[nn.Module, Any], Any] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Run batches through the model and gather every hooked block's reduced outputs.
+
+    Parameters
+    ----------
+    batches : iterable of model inputs
+        Moved to the model's device one at a time.
+    hooked : iterable of str
+        Module names to hook (see :func:`resolve_blocks`).
+    reduce : callable ``(block name, output) -> (B, C) tensor``
+    forward : callable ``(model, inputs) -> output``, optional
+        Default ``model(inputs)``.
+
+    Returns
+    -------
+    clouds : dict of block name to torch.Tensor of shape (n, C)
+        In execution order, the model's output (:data:`OUTPUT`) last.
+    skipped : dict of block name to the reason it has no cloud
+
+    The caller chooses the gradient and mode context (see :func:`preserved_state`).
+    """
+    device = model_device(model)
+    outputs: list[torch.Tensor] = []
+    with BlockRecorder(model, hooked, reduce) as recorder:
+        for batch in batches:
+            recorder.next_batch()
+            batch = move_to_device(batch, device)
+            result = forward(model, batch) if forward is not None else model(batch)
+            tensor = first_tensor(result)
+            if tensor is None:
+                raise ValueError(
+                    f"the model returned {type(result).__name__} with no tensor: pass "
+                    "forward=... to select the output"
+                )
+            outputs.append(reduce(OUTPUT, tensor))
+    clouds = {name: torch.cat(parts) for name, parts in recorder.outputs.items()}
+    clouds[OUTPUT] = torch.cat(outputs)
+    return clouds, recorder.skipped
+
+
+@contextmanager
+def preserved_state(model: nn.Module, grad: bool = False) -> Iterator[None]:
+    """Evaluation mode (without gradients unless ``grad``), then everything back as it was.
+
+    Restores every submodule's own ``training`` flag (users freeze parts in eval mode), and the
+    torch (CPU and the model's CUDA devices), NumPy and Python random states, so that monitoring
+    draws nothing from the streams training uses.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    devices = [d.index or 0 for d in {p.device for p in model.parameters()} if d.type == "cuda"]
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (global stream)
+    try:
+        with torch.random.fork_rng(devices=devices), torch.set_grad_enabled(grad):
+            model.eval()
+            yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)

@@ -1,0 +1,276 @@
+"""Topology of adversarial-example manifolds (Magai & Ayzenberg 2022, §4.3).
+
+Adversarial examples X' are made with torchattacks at several budgets ε; as attacks succeed more,
+the paper finds that E^0_1 and E^1_1 of X' inside every block fall, and that PHdim of X' in input
+space rises with the noise. :func:`adversarial_topology` measures this for any classifier.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torchattacks
+from torch import nn
+
+from topo_monitor.blocks import (
+    collect_clouds,
+    model_device,
+    preserved_state,
+    reduce_output,
+    resolve_blocks,
+)
+from topo_monitor.summary import EpochRecord, SummaryConfig, summarize
+
+__all__ = ["ATTACKS", "INPUT", "AdversarialTable", "adversarial_topology", "macro_f1"]
+
+ATTACKS = {"FGSM": torchattacks.FGSM, "MIFGSM": torchattacks.MIFGSM, "PGD": torchattacks.PGD}
+"""Attacks known by name; any other ``torchattacks.Attack`` class or instance may be passed."""
+
+INPUT = "input"
+"""Name of the input-space cloud (relative depth 0) in the table."""
+
+DEFAULT_EPS = (0.0, 0.03, 0.1, 0.3)
+
+
+class _Normalized(nn.Module):
+    """The user's model behind a normalization layer, so attacks work on [0, 1] inputs."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+@dataclass
+class AdversarialTable:
+    """A tidy table: one row per (attack, ε, block), including ``block="input"`` (depth 0).
+
+    Columns: ``attack, eps, success_rate, accuracy, macro_f1, block, depth`` and the topology
+    metrics of :func:`topo_monitor.summary.summarize` (``E0_1``, ``E0_mean_lifespan``, ``PHdim``,
+    ``E1_1``, ``E1_mean_lifespan``, their scale-free forms...), class-averaged.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.rows[0]) if self.rows else []
+
+    def select(self, **where: Any) -> list[dict[str, Any]]:
+        """Rows whose columns equal the given values: ``select(attack="FGSM", block="input")``."""
+        return [r for r in self.rows if all(r.get(k) == v for k, v in where.items())]
+
+    def column(self, name: str, **where: Any) -> np.ndarray:
+        return np.array([r[name] for r in self.select(**where)], dtype=float)
+
+    def to_csv(self, path: str) -> None:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted mean over the true classes of the per-class F1 score."""
+    scores = []
+    for c in np.unique(labels):
+        tp = np.sum((predicted == c) & (labels == c))
+        fp = np.sum((predicted == c) & (labels != c))
+        fn = np.sum((predicted != c) & (labels == c))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0)
+    return float(np.mean(scores))
+
+
+def _make_attack(
+    attack: str | type | torchattacks.attack.Attack,
+    model: nn.Module,
+    eps: float,
+    kwargs: dict[str, Any],
+) -> tuple[str, torchattacks.attack.Attack]:
+    name = _attack_name(attack)
+    if isinstance(attack, str):
+        attack = ATTACKS[attack]
+    if isinstance(attack, type) and issubclass(attack, torchattacks.attack.Attack):
+        parameters = inspect.signature(attack.__init__).parameters
+        if "alpha" in parameters and "alpha" not in kwargs:
+            # torchattacks' fixed step (2/255) cannot reach large budgets in 10 steps: scale it.
+            steps = kwargs.get(
+                "steps", parameters["steps"].default if "steps" in parameters else 10
+            )
+            kwargs = {**kwargs, "alpha": 2.5 * eps / steps}
+        return name, attack(model, eps=eps, **kwargs)
+    if isinstance(attack, torchattacks.attack.Attack):
+        attack.set_model(model)
+        if hasattr(attack, "eps"):
+            attack.eps = eps
+        return name, attack
+    raise TypeError(f"attacks must be names, torchattacks classes or instances, got {attack!r}")
+
+
+def adversarial_topology(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: Sequence[str | type | torchattacks.attack.Attack] = ("FGSM", "MIFGSM", "PGD"),
+    eps: Sequence[float] = DEFAULT_EPS,
+    blocks: str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]] = "auto",
+    reduction: str = "gap",
+    homology_dims: Sequence[int] = (0, 1),
+    h1_max_points: int = 100,
+    per_class: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    attack_kwargs: dict[str, Any] | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> AdversarialTable:
+    """Topology of adversarial examples in input space and inside every block of a classifier.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier returning logits. Its train/eval mode (per submodule), its weights and the
+        global random streams are left as they were; everything runs on its device.
+    inputs : torch.Tensor, shape (n, ...)
+        Images in [0, 1] (torchattacks' convention). If your model takes normalized inputs
+        ``(x - mean) / std``, pass those normalized inputs together with ``mean`` and ``std``
+        (per channel): they are mapped back to [0, 1] for the attacks, and the model always
+        receives normalized inputs.
+    labels : torch.Tensor, shape (n,)
+    attacks : sequence
+        Names in :data:`ATTACKS`, torchattacks attack classes, or instances (their ``eps`` is set
+        to each budget in turn).
+    eps : sequence of float
+        L∞ budgets in [0, 1] units; ε = 0 is the clean data (no attack is run).
+    homology_dims : (0,) or (0, 1)
+        H1 is computed on at most ``h1_max_points`` points per class.
+    attack_kwargs : dict, optional
+        Extra arguments for attacks built from a name or class (e.g. ``{"steps": 5}``). Iterative
+        attacks get the step size ``alpha = 2.5 * eps / steps`` unless ``alpha`` is given, so that
+        every budget can be reached.
+
+    Returns
+    -------
+    AdversarialTable
+        Per attack and ε: success rate (fraction of the inputs classified correctly before the
+        attack that are misclassified after), accuracy and macro F1 on X'; per block (and
+        ``"input"``): the class-averaged topology of X'.
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
+        raise ValueError("inputs must be a tensor of shape (n, ...)")
+    labels = torch.as_tensor(labels).reshape(-1).long()
+    if len(labels) != len(inputs):
+        raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
+    eps = [float(e) for e in eps]
+    if not eps or any(not 0 <= e <= 1 for e in eps):
+        raise ValueError(f"eps must be budgets in [0, 1] (torchattacks' units), got {eps}")
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std of the input normalization, or neither")
+    device = model_device(model)
+    inputs = inputs.detach().to(device)
+    attacked: nn.Module = model
+    if mean is not None:
+        shape = (1, -1) + (1,) * (inputs.dim() - 2)
+        m = torch.as_tensor(mean, dtype=inputs.dtype, device=device).reshape(shape)
+        s = torch.as_tensor(std, dtype=inputs.dtype, device=device).reshape(shape)
+        inputs = inputs * s + m
+        attacked = _Normalized(model, m, s)
+    low, high = float(inputs.min()), float(inputs.max())
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise ValueError(
+            f"inputs range over [{low:.3g}, {high:.3g}], outside [0, 1]: torchattacks works on "
+            "[0, 1] images; if your inputs are normalized, pass mean= and std="
+        )
+    inputs = inputs.clamp(0, 1)
+    hooked = resolve_blocks(model, blocks)
+    config = SummaryConfig(
+        metrics=("e0", "phdim"),
+        homology_dims=tuple(homology_dims),
+        per_class=per_class,
+        h1_max_points=h1_max_points,
+    )
+    kwargs = dict(attack_kwargs or {})
+    prefix = "model." if attacked is not model else ""
+    truth = labels.numpy()
+    table = AdversarialTable(timings={"attack": 0.0, "topology": 0.0})
+
+    def batches(x: torch.Tensor) -> Iterator[torch.Tensor]:
+        return (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+
+    def topology_of(x: torch.Tensor) -> EpochRecord:
+        with torch.no_grad():
+            clouds, _ = collect_clouds(
+                attacked,
+                batches(x),
+                [prefix + h for h in hooked],
+                lambda name, out: reduce_output(out, reduction),
+            )
+        clouds = {
+            INPUT: x.reshape(len(x), -1).float(),
+            **{k.removeprefix(prefix): v for k, v in clouds.items()},
+        }
+        return summarize(clouds, labels, config, generator=torch.Generator().manual_seed(seed))
+
+    with preserved_state(model, grad=True):
+        torch.manual_seed(seed)  # attacks with random starts (PGD) draw from this forked stream
+        correct = _predict(attacked, batches(inputs)) == truth
+        clean: EpochRecord | None = None
+        for attack in attacks:
+            for e in eps:
+                start = time.perf_counter()
+                if e == 0:
+                    name, adversarial = _attack_name(attack), inputs
+                else:
+                    name, atk = _make_attack(attack, attacked, e, kwargs)
+                    pairs = zip(batches(inputs), batches(labels.to(device)), strict=True)
+                    adversarial = torch.cat([atk(x, y) for x, y in pairs])
+                table.timings["attack"] += time.perf_counter() - start
+                start = time.perf_counter()
+                predicted = _predict(attacked, batches(adversarial))
+                if e == 0:
+                    clean = summary = clean or topology_of(inputs)
+                else:
+                    summary = topology_of(adversarial)
+                table.timings["topology"] += time.perf_counter() - start
+                common = {
+                    "attack": name,
+                    "eps": e,
+                    "success_rate": float((correct & (predicted != truth)).sum())
+                    / max(int(correct.sum()), 1),
+                    "accuracy": float(np.mean(predicted == truth)),
+                    "macro_f1": macro_f1(predicted, truth),
+                }
+                last = len(summary.blocks) - 1
+                for b, block in enumerate(summary.blocks):
+                    row = {**common, "block": block, "depth": b / last}
+                    row.update({metric: v[b] for metric, v in summary.values.items()})
+                    table.rows.append(row)
+    return table
+
+
+def _attack_name(attack: str | type | torchattacks.attack.Attack) -> str:
+    if isinstance(attack, str):
+        if attack not in ATTACKS:
+            raise ValueError(
+                f"unknown attack {attack!r}: use one of {sorted(ATTACKS)}, or pass a torchattacks "
+                "attack class (e.g. torchattacks.CW) or instance"
+            )
+        return attack
+    return attack.__name__ if isinstance(attack, type) else type(attack).__name__
+
+
+def _predict(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([model(x).argmax(dim=1) for x in batches]).cpu().numpy()

@@ -252,12 +252,13 @@ def test_bad_arguments_say_what_is_allowed(kwargs, message):
         TopologyMonitor(**kwargs)
 
 
-def test_event_files_exist_per_run(tmp_path):
-    logger = TensorBoardLogger(tmp_path, name="ev")
-    trainer = quiet_trainer(
-        max_epochs=1,
-        logger=logger,
-        callbacks=[TopologyMonitor(samples_per_class=20, metrics=("e0",))],
-    )
+def test_figures_every_n_epochs_and_after_the_last(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="fig")
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0", "sw"), figures_every_n_epochs=2)
+    trainer = quiet_trainer(max_epochs=3, logger=logger, callbacks=[monitor])
     trainer.fit(MLP(), loader(blobs()))
     assert glob.glob(os.path.join(logger.log_dir, "events.out.tfevents.*"))
+    events = read_events(logger.log_dir)
+    assert [e.step for e in events.Images("topology_figures/depth_E0_1")] == [1, 2]
+    assert [e.step for e in events.Images("topology_figures/sw_heatmap")] == [1, 2]
+    assert "topology_figures/depth_E0_mean_lifespan" not in events.Tags()["images"]

@@ -141,8 +141,10 @@ class TopologyMonitor(*CALLBACK_BASES):
     forward : callable, optional
         ``(model, inputs) -> output``; default ``model(inputs)``. For models taking keyword
         inputs, e.g. ``lambda m, batch: m(**batch)``.
-    log_figures : bool, default True
-        Write figures to TensorBoard loggers.
+    figures_every_n_epochs : int or None, default 5
+        Draw the figures for TensorBoard loggers every n-th monitored epoch and after the last
+        one; None: never. A figure takes tens of milliseconds to render, and a depth profile
+        holds every epoch so far, so drawing it less often loses nothing.
 
     Examples
     --------
@@ -170,7 +172,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         channel_dim: int | None = None,
         unpack: Callable[[Any], tuple[Any, Any]] | None = None,
         forward: Callable[[nn.Module, Any], Any] | None = None,
-        log_figures: bool = True,
+        figures_every_n_epochs: int | None = 5,
     ) -> None:
         super().__init__()
         _check(
@@ -228,6 +230,11 @@ class TopologyMonitor(*CALLBACK_BASES):
         )
         _check(isinstance(seed, int), f"seed must be an int, got {seed!r}")
         _check(
+            figures_every_n_epochs is None or _positive_int(figures_every_n_epochs),
+            "figures_every_n_epochs must be a positive int or None, "
+            f"got {figures_every_n_epochs!r}",
+        )
+        _check(
             probe is None
             or isinstance(probe, (Dataset, ProbeSet))
             or (isinstance(probe, tuple) and len(probe) == 2),
@@ -243,7 +250,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.channel_dim = channel_dim
         self.unpack = unpack or default_unpack
         self.forward = forward
-        self.log_figures = log_figures
+        self.figures_every_n_epochs = figures_every_n_epochs
         self.config = SummaryConfig(
             metrics=metrics,
             homology_dims=homology_dims,
@@ -267,6 +274,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         self._hooked: list[str] | None = None
         self._last_run_epoch: int | None = None
         self._layout_written = False
+        self._figures_epoch: int | None = None
         self._warned_no_figures = False
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -402,25 +410,29 @@ class TopologyMonitor(*CALLBACK_BASES):
             for block, value in zip(record.blocks, values, strict=True)
             if math.isfinite(value)
         }
-        writers = []
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=record.epoch)
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure") and hasattr(experiment, "add_custom_scalars"):
-                writers.append(experiment)
-        if trainer.loggers and not writers and self.log_figures and not self._warned_no_figures:
+        writers = _tensorboard_writers(trainer)
+        figures = self.figures_every_n_epochs is not None
+        if trainer.loggers and not writers and figures and not self._warned_no_figures:
             self._warned_no_figures = True
             rank_zero_warn(
                 "TopologyMonitor: no TensorBoard logger, so no figures or custom-scalars layout; "
                 "scalars go to the loggers and everything to the history file"
             )
         for writer in writers:
-            self._write_tensorboard(writer, record)
+            self._write_layout(writer, record)
+        if figures and len(self.history) % self.figures_every_n_epochs == 0:
+            self._write_figures(writers, record)
         self._write_history(trainer)
 
-    def _write_tensorboard(self, writer: Any, record: EpochRecord) -> None:
-        from topo_monitor.plots import depth_profile, sw_heatmap
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        last = self.history[-1] if self.history else None
+        if trainer.is_global_zero and last is not None and self.figures_every_n_epochs:
+            if self._figures_epoch != last.epoch:
+                self._write_figures(_tensorboard_writers(trainer), last)
 
+    def _write_layout(self, writer: Any, record: EpochRecord) -> None:
         if not self._layout_written:
             writer.add_custom_scalars(
                 {
@@ -431,7 +443,13 @@ class TopologyMonitor(*CALLBACK_BASES):
                 }
             )
             self._layout_written = True
-        if self.log_figures:
+        writer.flush()
+
+    def _write_figures(self, writers: list[Any], record: EpochRecord) -> None:
+        from topo_monitor.plots import depth_profile, sw_heatmap
+
+        self._figures_epoch = record.epoch
+        for writer in writers:
             for metric in record.values:
                 if metric in FIGURE_METRICS:
                     writer.add_figure(
@@ -443,7 +461,7 @@ class TopologyMonitor(*CALLBACK_BASES):
                 writer.add_figure(
                     "topology_figures/sw_heatmap", sw_heatmap(record), global_step=record.epoch
                 )
-        writer.flush()
+            writer.flush()
 
     def _write_history(self, trainer: pl.Trainer) -> None:
         """Rewrite the whole history: complete and consistent after a resume too."""
@@ -454,6 +472,12 @@ class TopologyMonitor(*CALLBACK_BASES):
             for r in self.history:
                 f.write(json.dumps(r.to_dict()) + "\n")
         os.replace(path + ".tmp", path)
+
+
+def _tensorboard_writers(trainer: pl.Trainer) -> list[Any]:
+    """The SummaryWriters of the trainer's loggers that take figures and layouts."""
+    experiments = (getattr(logger, "experiment", None) for logger in trainer.loggers)
+    return [e for e in experiments if hasattr(e, "add_figure") and hasattr(e, "add_custom_scalars")]
 
 
 def _positive_int(value: object) -> bool:

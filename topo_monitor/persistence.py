@@ -200,14 +200,17 @@ def subcloud_mst(
     return prim_mst(sub)
 
 
-def chunks(sizes: Sequence[int], limit: int = CHUNK_ELEMENTS) -> list[slice]:
-    """Split consecutive items of the given sizes so that each chunk's ``count * max(size)**2``
-    stays within ``limit`` (a bound on the memory of one batched Prim run)."""
+def chunks(sizes: Sequence[int], limit: int = CHUNK_ELEMENTS, fill: float = 0.9) -> list[slice]:
+    """Split items of descending sizes into runs of one batched Prim call each.
+
+    A chunk's ``count * max(size)**2`` stays within ``limit`` (memory), and an item joins a
+    chunk only if it is at least ``fill`` times the chunk's largest size: padding a small cloud
+    up to a large one costs as much as the large one.
+    """
     out, start = [], 0
     while start < len(sizes):
         stop, m = start + 1, sizes[start]
-        while stop < len(sizes) and (stop + 1 - start) * max(m, sizes[stop]) ** 2 <= limit:
-            m = max(m, sizes[stop])
+        while stop < len(sizes) and sizes[stop] >= fill * m and (stop + 1 - start) * m**2 <= limit:
             stop += 1
         out.append(slice(start, stop))
         start = stop

@@ -12,7 +12,13 @@ from matplotlib.figure import Figure
 
 from topo_monitor.summary import EpochRecord
 
-__all__ = ["METRIC_LABELS", "depth_profile", "sw_heatmap"]
+__all__ = [
+    "METRIC_LABELS",
+    "adversarial_curves",
+    "adversarial_depth_profile",
+    "depth_profile",
+    "sw_heatmap",
+]
 
 DPI = 80
 """Enough for TensorBoard's image panel; rendering cost grows with the pixel count."""
@@ -79,4 +85,54 @@ def sw_heatmap(record: EpochRecord) -> Figure:
     ax.set_yticks(ticks, record.blocks, fontsize=7)
     ax.set_title(f"sliced Wasserstein between blocks, epoch {record.epoch}", fontsize=10)
     fig.colorbar(image, ax=ax, label="SW of scale-free H0 diagrams")
+    return fig
+
+
+def adversarial_depth_profile(rows: Sequence[dict], attack: str, metric: str = "E0_1") -> Figure:
+    """``metric`` of the adversarial examples against relative depth, one curve per ε
+    (input space at depth 0; Magai & Ayzenberg 2022, Fig. 7)."""
+    fig = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    chosen = [r for r in rows if r["attack"] == attack]
+    budgets = sorted({r["eps"] for r in chosen})
+    cmap = colormaps["plasma"]
+    for i, eps in enumerate(budgets):
+        curve = [r for r in chosen if r["eps"] == eps]
+        success = curve[0]["success_rate"]
+        ax.plot(
+            [r["depth"] for r in curve],
+            [r.get(metric, np.nan) for r in curve],
+            "o-",
+            ms=3,
+            color=cmap(0.85 * i / max(len(budgets) - 1, 1)),
+            label=f"ε={eps:g} (success {success:.0%})",
+        )
+    if chosen:
+        first = [r for r in chosen if r["eps"] == budgets[0]]
+        ax.set_xticks([r["depth"] for r in first], [r["block"] for r in first])
+        ax.tick_params(axis="x", labelsize=7, labelrotation=45)
+    ax.set_xlabel("block (relative depth; input space at 0)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(f"{attack}: {metric} of adversarial examples", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def adversarial_curves(rows: Sequence[dict]) -> Figure:
+    """Success rate and input-space PHdim of the adversarial examples against ε, per attack
+    (Magai & Ayzenberg 2022, Fig. 8)."""
+    fig = Figure(figsize=(8.0, 3.4), dpi=DPI, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    inputs = [r for r in rows if r["depth"] == 0]
+    for attack in dict.fromkeys(r["attack"] for r in inputs):
+        curve = sorted((r for r in inputs if r["attack"] == attack), key=lambda r: r["eps"])
+        budgets = [r["eps"] for r in curve]
+        left.plot(budgets, [r["success_rate"] for r in curve], "o-", ms=3, label=attack)
+        right.plot(budgets, [r.get("PHdim", np.nan) for r in curve], "o-", ms=3, label=attack)
+    left.set(xlabel="ε", ylabel="attack success rate", title="success")
+    right.set(xlabel="ε", ylabel="PHdim of X' (input space)", title="input-space PHdim")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return fig

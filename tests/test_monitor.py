@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import MLP, blobs, loader, quiet_trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
+from helpers import MLP, blobs, loader, quiet_trainer
 from topo_monitor import TopologyMonitor
 
 

@@ -4,6 +4,8 @@ The mathematics (:mod:`~topo_monitor.persistence`, :mod:`~topo_monitor.dimension
 :mod:`~topo_monitor.distances`) is plain torch/NumPy/gudhi and can be used on its own.
 """
 
+from topo_monitor.adversarial import AdversarialTable, adversarial_topology
+from topo_monitor.adversarial_monitor import AdversarialTopologyMonitor
 from topo_monitor.dimension import PHDimResult, ph_dimension
 from topo_monitor.distances import distance_matrix, sliced_wasserstein
 from topo_monitor.monitor import TopologyMonitor
@@ -20,10 +22,13 @@ from topo_monitor.summary import EpochRecord
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdversarialTable",
+    "AdversarialTopologyMonitor",
     "EpochRecord",
     "PHDimResult",
     "ProbeSet",
     "TopologyMonitor",
+    "adversarial_topology",
     "barcode",
     "cloud_scale",
     "distance_matrix",

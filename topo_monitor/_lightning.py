@@ -7,9 +7,20 @@ are installed, our callbacks derive from both base classes, so either Trainer ac
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
-__all__ = ["CALLBACK_BASES", "pl", "rank_zero_info", "rank_zero_warn"]
+from torch.utils.data import Dataset
+
+__all__ = [
+    "CALLBACK_BASES",
+    "pl",
+    "rank_zero_info",
+    "rank_zero_warn",
+    "tensorboard_writers",
+    "train_dataset",
+]
 
 
 def _import(name: str) -> ModuleType | None:
@@ -29,3 +40,25 @@ CALLBACK_BASES: tuple[type, ...] = tuple(m.Callback for m in _packages)
 _rank_zero = importlib.import_module(pl.__name__ + ".utilities.rank_zero")
 rank_zero_warn = _rank_zero.rank_zero_warn
 rank_zero_info = _rank_zero.rank_zero_info
+
+
+def tensorboard_writers(trainer: Any) -> list[Any]:
+    """The SummaryWriters of the trainer's loggers that take figures and layouts."""
+    experiments = (getattr(logger, "experiment", None) for logger in trainer.loggers)
+    return [e for e in experiments if hasattr(e, "add_figure") and hasattr(e, "add_custom_scalars")]
+
+
+def train_dataset(trainer: Any) -> Dataset:
+    """The map-style dataset behind the trainer's training dataloader (the first of several)."""
+    loader = trainer.train_dataloader
+    if isinstance(loader, Mapping):
+        loader = next(iter(loader.values()))
+    elif isinstance(loader, (list, tuple)):
+        loader = loader[0]
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise ValueError(
+            "TopologyMonitor cannot draw a probe set from the training dataloader (no map-style "
+            "dataset): pass probe=(inputs, labels) or probe=<Dataset>"
+        )
+    return dataset

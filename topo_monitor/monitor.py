@@ -5,24 +5,26 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
+from topo_monitor._lightning import (
+    CALLBACK_BASES,
+    pl,
+    rank_zero_warn,
+    tensorboard_writers,
+    train_dataset,
+)
 from topo_monitor.blocks import (
-    OUTPUT,
     REDUCTIONS,
-    BlockRecorder,
-    first_tensor,
+    collect_clouds,
+    preserved_state,
     reduce_output,
     resolve_blocks,
 )
@@ -40,38 +42,6 @@ lifespan is E0_1 / (n - 1), the same curve again)."""
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
-@contextmanager
-def preserved_state(model: nn.Module) -> Iterator[None]:
-    """Evaluation mode without gradients, then everything back as it was.
-
-    Restores every submodule's own ``training`` flag (users freeze parts in eval mode), and the
-    torch (CPU and the model's CUDA device), NumPy and Python random states, so that monitoring
-    draws nothing from the streams training uses.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    devices = [d.index or 0 for d in {p.device for p in model.parameters()} if d.type == "cuda"]
-    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (global stream)
-    try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            model.eval()
-            yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
-        np.random.set_state(np_state)  # noqa: NPY002
-        random.setstate(py_state)
 
 
 class TopologyMonitor(*CALLBACK_BASES):
@@ -292,7 +262,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         if self.probe is None and trainer.is_global_zero:
             dataset = self._probe_source
             if dataset is None:
-                dataset = _train_dataset(trainer)
+                dataset = train_dataset(trainer)
             self.probe = ProbeSet.from_dataset(
                 dataset, self.samples_per_class, self.seed, self.unpack
             )
@@ -333,25 +303,13 @@ class TopologyMonitor(*CALLBACK_BASES):
             timings["reduction"] += time.perf_counter() - start
             return out
 
-        device = _model_device(model)
         start = time.perf_counter()
-        outputs: list[torch.Tensor] = []
-        with preserved_state(model), BlockRecorder(model, hooked, reduce) as recorder:
-            for batch in self.probe.batches(self.batch_size):
-                recorder.next_batch()
-                batch = _to_device(batch, device)
-                result = self.forward(model, batch) if self.forward else model(batch)
-                tensor = first_tensor(result)
-                if tensor is None:
-                    raise ValueError(
-                        f"the model returned {type(result).__name__} with no tensor for the "
-                        "probe inputs: pass TopologyMonitor(forward=...) to select the output"
-                    )
-                outputs.append(reduce(OUTPUT, tensor))
+        with preserved_state(model):
+            clouds, skipped = collect_clouds(
+                model, self.probe.batches(self.batch_size), hooked, reduce, self.forward
+            )
         timings["forward"] = time.perf_counter() - start - timings["reduction"]
-        clouds = {name: torch.cat(parts) for name, parts in recorder.outputs.items()}
-        clouds[OUTPUT] = torch.cat(outputs)
-        for name, reason in recorder.skipped.items():
+        for name, reason in skipped.items():
             rank_zero_warn(f"TopologyMonitor: block {name!r} is not monitored: {reason}")
         if self.block_names is None:
             self.block_names = list(clouds)
@@ -412,7 +370,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         }
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=record.epoch)
-        writers = _tensorboard_writers(trainer)
+        writers = tensorboard_writers(trainer)
         figures = self.figures_every_n_epochs is not None
         if trainer.loggers and not writers and figures and not self._warned_no_figures:
             self._warned_no_figures = True
@@ -430,7 +388,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         last = self.history[-1] if self.history else None
         if trainer.is_global_zero and last is not None and self.figures_every_n_epochs:
             if self._figures_epoch != last.epoch:
-                self._write_figures(_tensorboard_writers(trainer), last)
+                self._write_figures(tensorboard_writers(trainer), last)
 
     def _write_layout(self, writer: Any, record: EpochRecord) -> None:
         if not self._layout_written:
@@ -474,32 +432,5 @@ class TopologyMonitor(*CALLBACK_BASES):
         os.replace(path + ".tmp", path)
 
 
-def _tensorboard_writers(trainer: pl.Trainer) -> list[Any]:
-    """The SummaryWriters of the trainer's loggers that take figures and layouts."""
-    experiments = (getattr(logger, "experiment", None) for logger in trainer.loggers)
-    return [e for e in experiments if hasattr(e, "add_figure") and hasattr(e, "add_custom_scalars")]
-
-
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _train_dataset(trainer: pl.Trainer) -> Dataset:
-    loader = trainer.train_dataloader
-    if isinstance(loader, Mapping):
-        loader = next(iter(loader.values()))
-    elif isinstance(loader, (list, tuple)):
-        loader = loader[0]
-    dataset = getattr(loader, "dataset", None)
-    if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-        raise ValueError(
-            "TopologyMonitor cannot draw a probe set from the training dataloader (no map-style "
-            "dataset): pass probe=(inputs, labels) or probe=<Dataset>"
-        )
-    return dataset

@@ -1,0 +1,160 @@
+"""AdversarialTopologyMonitor: adversarial-example topology in TensorBoard, every n epochs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from topo_monitor._lightning import (
+    CALLBACK_BASES,
+    pl,
+    rank_zero_warn,
+    tensorboard_writers,
+    train_dataset,
+)
+from topo_monitor.adversarial import DEFAULT_EPS, INPUT, adversarial_topology
+from topo_monitor.probe import ProbeSet, default_unpack
+
+__all__ = ["AdversarialTopologyMonitor"]
+
+
+class AdversarialTopologyMonitor(*CALLBACK_BASES):
+    """Run :func:`~topo_monitor.adversarial.adversarial_topology` on a small fixed probe set.
+
+    Every ``every_n_epochs`` epochs, adversarial examples of the probe inputs are made with each
+    attack and budget ε, and their topology is measured in input space and inside every block.
+    Logged: scalars ``adversarial/<attack>/<quantity>/eps=<ε>`` for the success rate, accuracy
+    and input-space PHdim (``step = epoch``); figures ``adversarial/<attack>/depth_E0_1`` (E^0_1
+    of X' against relative depth, one curve per ε) and ``adversarial/curves`` (success rate and
+    input-space PHdim against ε); and the full table of every monitored epoch in ``history``.
+
+    Parameters
+    ----------
+    samples_per_class : int, default 30
+        Probe inputs per class (attacks cost a few forward/backward passes each).
+    probe : Dataset, (inputs, labels) tensors, ProbeSet, or None
+        None draws it from the training dataset, as :class:`TopologyMonitor` does.
+    attacks, eps, blocks, reduction, homology_dims, mean, std, attack_kwargs
+        As :func:`~topo_monitor.adversarial.adversarial_topology`. Inputs must be in [0, 1], or
+        normalized with the given ``mean`` and ``std``.
+    every_n_epochs : int, default 5
+    seed : int, default 0
+    unpack : callable, optional
+        ``item -> (input, label)`` for unusual dataset items.
+    """
+
+    def __init__(
+        self,
+        *,
+        samples_per_class: int = 30,
+        probe: Dataset | tuple[torch.Tensor, torch.Tensor] | ProbeSet | None = None,
+        attacks: Sequence[Any] = ("FGSM", "MIFGSM", "PGD"),
+        eps: Sequence[float] = DEFAULT_EPS,
+        every_n_epochs: int = 5,
+        blocks: str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]] = "auto",
+        reduction: str = "gap",
+        homology_dims: Sequence[int] = (0, 1),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        attack_kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
+        unpack: Callable[[Any], tuple[Any, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("samples_per_class", samples_per_class),
+            ("every_n_epochs", every_n_epochs),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not attacks:
+            raise ValueError("attacks must name at least one attack")
+        if not eps or any(not 0 <= e <= 1 for e in eps):
+            raise ValueError(f"eps must be budgets in [0, 1], got {eps!r}")
+        self.samples_per_class = samples_per_class
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.unpack = unpack or default_unpack
+        self.options = dict(
+            attacks=tuple(attacks),
+            eps=tuple(float(e) for e in eps),
+            blocks=blocks,
+            reduction=reduction,
+            homology_dims=tuple(homology_dims),
+            mean=mean,
+            std=std,
+            attack_kwargs=attack_kwargs,
+            seed=seed,
+        )
+        self._probe_source = probe
+        self.probe: ProbeSet | None = (
+            ProbeSet.from_tensors(*probe)
+            if isinstance(probe, tuple)
+            else probe
+            if isinstance(probe, ProbeSet)
+            else None
+        )
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(seed=self.seed, eps=self.options["eps"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.probe is None and trainer.is_global_zero:
+            source = (
+                self._probe_source if self._probe_source is not None else train_dataset(trainer)
+            )
+            self.probe = ProbeSet.from_dataset(
+                source, self.samples_per_class, self.seed, self.unpack
+            )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.every_n_epochs != 0 or not trainer.is_global_zero:
+            return
+        try:
+            table = adversarial_topology(
+                pl_module, self.probe.inputs, self.probe.labels, **self.options
+            )
+        except Exception as err:  # an attack that fails must not end the training run
+            rank_zero_warn(
+                f"AdversarialTopologyMonitor: epoch {epoch} skipped: {type(err).__name__}: {err}"
+            )
+            return
+        self.history.append({"epoch": epoch, "rows": table.rows, "timings": table.timings})
+        self._log(trainer, epoch, table.rows)
+
+    def _log(self, trainer: pl.Trainer, epoch: int, rows: list[dict[str, Any]]) -> None:
+        from topo_monitor.plots import adversarial_curves, adversarial_depth_profile
+
+        scalars = {}
+        for row in rows:
+            if row["block"] != INPUT:
+                continue
+            for quantity in ("success_rate", "accuracy", "PHdim"):
+                value = row.get(quantity, math.nan)
+                if math.isfinite(value):
+                    scalars[f"adversarial/{row['attack']}/{quantity}/eps={row['eps']:g}"] = value
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=epoch)
+        for writer in tensorboard_writers(trainer):
+            for attack in dict.fromkeys(r["attack"] for r in rows):
+                writer.add_figure(
+                    f"adversarial/{attack}/depth_E0_1",
+                    adversarial_depth_profile(rows, attack, "E0_1"),
+                    global_step=epoch,
+                )
+            writer.add_figure("adversarial/curves", adversarial_curves(rows), global_step=epoch)
+            writer.flush()

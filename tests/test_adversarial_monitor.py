@@ -67,6 +67,8 @@ def test_logs_success_rates_and_figures_without_changing_training(tmp_path):
     clean = events.Scalars("adversarial/FGSM/success_rate/eps=0")
     assert all(e.value == 0 for e in clean)
     assert success[-1].value >= events.Scalars("adversarial/FGSM/success_rate/eps=0.1")[-1].value
-    assert {"adversarial/FGSM/depth_E0_1", "adversarial/curves"} <= set(events.Tags()["images"])
+    assert {"adversarial/FGSM/depth_E0_1_scaled", "adversarial/curves"} <= set(
+        events.Tags()["images"]
+    )
     blocks = {r["block"] for r in monitor.history[-1]["rows"]}
     assert blocks == {"input", "net.2", "output"}

@@ -29,9 +29,10 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
     Every ``every_n_epochs`` epochs, adversarial examples of the probe inputs are made with each
     attack and budget ε, and their topology is measured in input space and inside every block.
     Logged: scalars ``adversarial/<attack>/<quantity>/eps=<ε>`` for the success rate, accuracy
-    and input-space PHdim (``step = epoch``); figures ``adversarial/<attack>/depth_E0_1`` (E^0_1
-    of X' against relative depth, one curve per ε) and ``adversarial/curves`` (success rate and
-    input-space PHdim against ε); and the full table of every monitored epoch in ``history``.
+    and input-space PHdim (``step = epoch``); figures ``adversarial/<attack>/depth_E0_1_scaled``
+    (scale-free E^0_1 of X' against relative depth, one curve per ε) and ``adversarial/curves``
+    (success rate and input-space PHdim against ε); and the full table of every monitored epoch
+    in ``history``.
 
     Parameters
     ----------
@@ -152,8 +153,8 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
         for writer in tensorboard_writers(trainer):
             for attack in dict.fromkeys(r["attack"] for r in rows):
                 writer.add_figure(
-                    f"adversarial/{attack}/depth_E0_1",
-                    adversarial_depth_profile(rows, attack, "E0_1"),
+                    f"adversarial/{attack}/depth_E0_1_scaled",
+                    adversarial_depth_profile(rows, attack, "E0_1_scaled"),
                     global_step=epoch,
                 )
             writer.add_figure("adversarial/curves", adversarial_curves(rows), global_step=epoch)

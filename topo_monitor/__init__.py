@@ -8,6 +8,7 @@ from topo_monitor.adversarial import AdversarialTable, adversarial_topology
 from topo_monitor.adversarial_monitor import AdversarialTopologyMonitor
 from topo_monitor.dimension import PHDimResult, ph_dimension
 from topo_monitor.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.early_stopping import TopologicalEarlyStopping
 from topo_monitor.monitor import TopologyMonitor
 from topo_monitor.persistence import (
     barcode,
@@ -27,6 +28,7 @@ __all__ = [
     "EpochRecord",
     "PHDimResult",
     "ProbeSet",
+    "TopologicalEarlyStopping",
     "TopologyMonitor",
     "adversarial_topology",
     "barcode",

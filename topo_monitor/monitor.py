@@ -29,7 +29,7 @@ from topo_monitor.blocks import (
     resolve_blocks,
 )
 from topo_monitor.probe import ProbeSet, default_unpack
-from topo_monitor.summary import METRICS, EpochRecord, SummaryConfig, summarize
+from topo_monitor.summary import METRICS, EpochRecord, SummaryConfig, metric_names, summarize
 
 __all__ = ["TopologyMonitor"]
 
@@ -272,10 +272,10 @@ class TopologyMonitor(*CALLBACK_BASES):
         # on_train_epoch_end: run now when this validation closes the training epoch.
         epoch_loop = trainer.fit_loop.epoch_loop
         if not trainer.sanity_checking and epoch_loop.batch_progress.is_last_batch:
-            self._run(trainer, pl_module)
+            self.update(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._run(trainer, pl_module)
+        self.update(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [r.to_dict() for r in self.history], "block_names": self.block_names}
@@ -329,10 +329,24 @@ class TopologyMonitor(*CALLBACK_BASES):
             )
         return record
 
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics logged per block, as in ``topology/<metric>/<block>``."""
+        return metric_names(self.config)
+
+    def update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Monitor the current epoch if it is due and not done yet; True if it is a monitored
+        epoch. Other callbacks that read the topology call this first, so that callback order
+        does not matter."""
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.every_n_epochs != 0:
+            return False
+        if self._last_run_epoch != epoch:
+            self._run(trainer, pl_module)
+        return True
+
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs != 0 or self._last_run_epoch == epoch:
-            return
         self._last_run_epoch = epoch
         record = None
         if trainer.is_global_zero:

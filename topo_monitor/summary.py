@@ -27,7 +27,15 @@ from topo_monitor.persistence import (
     total_persistence,
 )
 
-__all__ = ["METRICS", "EpochRecord", "SummaryConfig", "minmax_scale", "summarize"]
+__all__ = [
+    "METRICS",
+    "EpochRecord",
+    "SummaryConfig",
+    "lifespan_names",
+    "metric_names",
+    "minmax_scale",
+    "summarize",
+]
 
 METRICS = ("e0", "phdim", "sw")
 """Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, the SW matrix."""
@@ -124,6 +132,22 @@ def minmax_scale(X: torch.Tensor) -> torch.Tensor:
     return (X - low) / torch.where(span > 0, span, torch.ones_like(span))
 
 
+def lifespan_names(dim: int, alpha: float) -> tuple[str, str, str]:
+    """Names of E^dim_α, its scale-free form and the mean lifespan, e.g. ``E0_1``."""
+    return f"E{dim}_{alpha:g}", f"E{dim}_{alpha:g}_scaled", f"E{dim}_mean_lifespan"
+
+
+def metric_names(config: SummaryConfig) -> list[str]:
+    """Every per-block metric :func:`summarize` reports under ``config``."""
+    names: list[str] = []
+    if "e0" in config.metrics:
+        for dim in config.homology_dims:
+            names.extend(lifespan_names(dim, config.alpha))
+    if "phdim" in config.metrics:
+        names.extend(["PHdim", "PHdim_r2"])
+    return names
+
+
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -195,7 +219,7 @@ def summarize(
             d = d.double().cpu().numpy()
             bars = np.column_stack([np.zeros_like(d), d])
             h0_bars[b, k] = bars
-            _store_lifespans("E0", bars, scales[b, k], config.alpha, store, b, k)
+            _store_lifespans(0, bars, scales[b, k], config.alpha, store, b, k)
 
     if "phdim" in config.metrics and groups:
         with _timed(timings, "phdim"):
@@ -212,7 +236,7 @@ def summarize(
         with _timed(timings, "h1"):
             for b, k, X in groups:
                 bars = barcode(X, 1, config.h1_max_points, generator)[1]
-                _store_lifespans("E1", bars, scales[b, k], config.alpha, store, b, k)
+                _store_lifespans(1, bars, scales[b, k], config.alpha, store, b, k)
 
     for b, k, _ in groups:
         if scales[b, k] == 0:
@@ -250,7 +274,7 @@ def _class_prefix(c: int) -> str:
 
 
 def _store_lifespans(
-    prefix: str,
+    dim: int,
     bars: np.ndarray,
     scale: float,
     alpha: float,
@@ -259,10 +283,10 @@ def _store_lifespans(
     k: int,
 ) -> None:
     """E^i_α raw and scale-free, and the mean lifespan, of one diagram."""
-    store(f"{prefix}_{alpha:g}", b, k, total_persistence(bars, alpha))
-    scaled = total_persistence(bars, alpha, scale=scale) if scale > 0 else math.nan
-    store(f"{prefix}_{alpha:g}_scaled", b, k, scaled)
-    store(f"{prefix}_mean_lifespan", b, k, mean_lifespan(bars))
+    raw, scaled, mean = lifespan_names(dim, alpha)
+    store(raw, b, k, total_persistence(bars, alpha))
+    store(scaled, b, k, total_persistence(bars, alpha, scale=scale) if scale > 0 else math.nan)
+    store(mean, b, k, mean_lifespan(bars))
 
 
 def _sw_matrix(

@@ -9,6 +9,7 @@ from topo_monitor.adversarial_monitor import AdversarialTopologyMonitor
 from topo_monitor.dimension import PHDimResult, ph_dimension
 from topo_monitor.distances import distance_matrix, sliced_wasserstein
 from topo_monitor.early_stopping import TopologicalEarlyStopping
+from topo_monitor.generalization import CalibrationSet, GeneralizationPredictor
 from topo_monitor.monitor import TopologyMonitor
 from topo_monitor.persistence import (
     barcode,
@@ -17,6 +18,7 @@ from topo_monitor.persistence import (
     mean_lifespan,
     total_persistence,
 )
+from topo_monitor.predicted_accuracy import PredictedTestAccuracy
 from topo_monitor.probe import ProbeSet
 from topo_monitor.summary import EpochRecord
 
@@ -25,8 +27,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AdversarialTable",
     "AdversarialTopologyMonitor",
+    "CalibrationSet",
     "EpochRecord",
+    "GeneralizationPredictor",
     "PHDimResult",
+    "PredictedTestAccuracy",
     "ProbeSet",
     "TopologicalEarlyStopping",
     "TopologyMonitor",

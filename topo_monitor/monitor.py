@@ -22,12 +22,14 @@ from topo_monitor._lightning import (
     train_dataset,
 )
 from topo_monitor.blocks import (
+    OUTPUT,
     REDUCTIONS,
     collect_clouds,
     preserved_state,
     reduce_output,
     resolve_blocks,
 )
+from topo_monitor.generalization import mean_margin
 from topo_monitor.probe import ProbeSet, default_unpack
 from topo_monitor.summary import METRICS, EpochRecord, SummaryConfig, metric_names, summarize
 
@@ -323,6 +325,12 @@ class TopologyMonitor(*CALLBACK_BASES):
             generator=torch.Generator().manual_seed(self.seed),
         )
         record.timings = {**timings, **record.timings}
+        record.extras = {
+            "margin": mean_margin(clouds[OUTPUT], self.probe.labels),
+            "param_norm": float(
+                torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters()))
+            ),
+        }
         for block, reason in record.problems:
             rank_zero_warn(
                 f"TopologyMonitor, epoch {epoch}, block {block!r}: {reason}; recorded as NaN"

@@ -77,6 +77,9 @@ class EpochRecord:
         Why some values are NaN.
     timings : dict[str, float]
         Seconds spent per stage.
+    extras : dict[str, float]
+        Test-free baselines measured on the same probe set (``margin``, ``param_norm``), for
+        :mod:`topo_monitor.generalization`.
     """
 
     epoch: int
@@ -89,6 +92,7 @@ class EpochRecord:
     sw: list[list[float]] | None = None
     problems: list[list[str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: NaN becomes None (null)."""

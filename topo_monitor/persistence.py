@@ -57,8 +57,8 @@ def squared_distances(X: torch.Tensor) -> torch.Tensor:
     """
     Xc = X - X.mean(dim=0, keepdim=True)
     sq = (Xc * Xc).sum(dim=1)
-    D2 = sq[:, None] + sq[None, :] - 2.0 * (Xc @ Xc.T)
-    D2.clamp_(min=0.0)
+    D2 = torch.addmm(sq[:, None], Xc, Xc.T, alpha=-2.0)  # fused: no n×n temporaries
+    D2.add_(sq[None, :]).clamp_(min=0.0)
     D2.fill_diagonal_(0.0)
     return D2
 

@@ -366,11 +366,14 @@ class TopologyMonitor(*CALLBACK_BASES):
                 )
         short = self._short_metrics(record) if record is not None else {}
         short = trainer.strategy.broadcast(short, src=0)
+        # trainer.log_dir is a collective (a broadcast from rank 0): every rank must read it, or
+        # under DDP rank 0's lone broadcast meets the other ranks' next collective and hangs.
+        directory = trainer.log_dir or trainer.default_root_dir
         for key, value in short.items():
             trainer.callback_metrics[key] = torch.tensor(value)
         if record is not None:
             self.history.append(record)
-            self._log(trainer, record)
+            self._log(trainer, record, directory)
 
     @staticmethod
     def _short_metrics(record: EpochRecord) -> dict[str, float]:
@@ -383,7 +386,7 @@ class TopologyMonitor(*CALLBACK_BASES):
 
     # ------------------------------------------------------------------ sinks
 
-    def _log(self, trainer: pl.Trainer, record: EpochRecord) -> None:
+    def _log(self, trainer: pl.Trainer, record: EpochRecord, directory: str | None = None) -> None:
         scalars = {
             f"topology/{metric}/{block}": value
             for metric, values in record.values.items()
@@ -404,7 +407,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             self._write_layout(writer, record)
         if figures and len(self.history) % self.figures_every_n_epochs == 0:
             self._write_figures(writers, record)
-        self._write_history(trainer)
+        self._write_history(trainer, directory)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = self.history[-1] if self.history else None
@@ -443,9 +446,14 @@ class TopologyMonitor(*CALLBACK_BASES):
                 )
             writer.flush()
 
-    def _write_history(self, trainer: pl.Trainer) -> None:
-        """Rewrite the whole history: complete and consistent after a resume too."""
-        directory = trainer.log_dir or trainer.default_root_dir
+    def _write_history(self, trainer: pl.Trainer, directory: str | None = None) -> None:
+        """Rewrite the whole history: complete and consistent after a resume too.
+
+        ``directory`` defaults to ``trainer.log_dir``, a collective under DDP: pass it when only
+        rank 0 gets here.
+        """
+        if directory is None:
+            directory = trainer.log_dir or trainer.default_root_dir
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, HISTORY_FILENAME)
         with open(path + ".tmp", "w") as f:

@@ -1,0 +1,56 @@
+"""Train the helpers' MLP with TopologyMonitor under DDP (2 CPU processes, gloo).
+
+Run as ``python tests/ddp_script.py OUT_DIR`` with ``tests/`` and the repository on PYTHONPATH
+(see test_ddp.py). Lightning's "ddp" strategy starts rank 1 by running this same script again,
+hence the ``__main__`` guard. Each rank writes, as JSON in ``OUT_DIR/rank{N}.txt``, the callback
+metric it sees and what its monitor holds; rank 0 writes the history under ``OUT_DIR/ddp/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from helpers import MLP, blobs, loader
+from topo_monitor import TopologyMonitor
+
+METRIC = "topology/E0_1/last"
+
+
+def main(out_dir: str) -> None:
+    pl.seed_everything(0)
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=2,
+        callbacks=[monitor],
+        logger=TensorBoardLogger(out_dir, name="ddp"),
+        default_root_dir=out_dir,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    rank = trainer.global_rank
+    result = {
+        "rank": rank,
+        "world_size": trainer.world_size,
+        "epochs": trainer.current_epoch,
+        "metric": float(trainer.callback_metrics[METRIC]),
+        "history_epochs": [r.epoch for r in monitor.history],
+        "probe_size": None if monitor.probe is None else len(monitor.probe),
+    }
+    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+        json.dump(result, f)
+    print(f"rank {rank}: {METRIC} = {result['metric']!r}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -7,14 +7,17 @@ are installed, our callbacks derive from both base classes, so either Trainer ac
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
 from torch.utils.data import Dataset
 
+from topo_monitor.probe import ProbeSet
+
 __all__ = [
     "CALLBACK_BASES",
+    "draw_probe",
     "pl",
     "rank_zero_info",
     "rank_zero_warn",
@@ -46,6 +49,18 @@ def tensorboard_writers(trainer: Any) -> list[Any]:
     """The SummaryWriters of the trainer's loggers that take figures and layouts."""
     experiments = (getattr(logger, "experiment", None) for logger in trainer.loggers)
     return [e for e in experiments if hasattr(e, "add_figure") and hasattr(e, "add_custom_scalars")]
+
+
+def draw_probe(
+    trainer: Any,
+    source: Dataset | None,
+    samples_per_class: int,
+    seed: int,
+    unpack: Callable[[Any], tuple[Any, Any]],
+) -> ProbeSet:
+    """A callback's probe set, drawn from ``source`` or else from the training dataset."""
+    dataset = source if source is not None else train_dataset(trainer)
+    return ProbeSet.from_dataset(dataset, samples_per_class, seed, unpack)
 
 
 def train_dataset(trainer: Any) -> Dataset:

@@ -12,10 +12,10 @@ from torch.utils.data import Dataset
 
 from topo_monitor._lightning import (
     CALLBACK_BASES,
+    draw_probe,
     pl,
     rank_zero_warn,
     tensorboard_writers,
-    train_dataset,
 )
 from topo_monitor.adversarial import DEFAULT_EPS, INPUT, adversarial_topology
 from topo_monitor.probe import ProbeSet, default_unpack
@@ -93,13 +93,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
             seed=seed,
         )
         self._probe_source = probe
-        self.probe: ProbeSet | None = (
-            ProbeSet.from_tensors(*probe)
-            if isinstance(probe, tuple)
-            else probe
-            if isinstance(probe, ProbeSet)
-            else None
-        )
+        self.probe = ProbeSet.given(probe)
         self.history: list[dict[str, Any]] = []
 
     @property
@@ -114,11 +108,8 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.probe is None and trainer.is_global_zero:
-            source = (
-                self._probe_source if self._probe_source is not None else train_dataset(trainer)
-            )
-            self.probe = ProbeSet.from_dataset(
-                source, self.samples_per_class, self.seed, self.unpack
+            self.probe = draw_probe(
+                trainer, self._probe_source, self.samples_per_class, self.seed, self.unpack
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

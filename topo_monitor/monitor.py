@@ -16,10 +16,10 @@ from torch.utils.data import Dataset
 
 from topo_monitor._lightning import (
     CALLBACK_BASES,
+    draw_probe,
     pl,
     rank_zero_warn,
     tensorboard_writers,
-    train_dataset,
 )
 from topo_monitor.blocks import (
     OUTPUT,
@@ -234,13 +234,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             sw_directions=sw_directions,
         )
         self._probe_source = probe
-        self.probe: ProbeSet | None = (
-            ProbeSet.from_tensors(*probe)
-            if isinstance(probe, tuple)
-            else probe
-            if isinstance(probe, ProbeSet)
-            else None
-        )
+        self.probe = ProbeSet.given(probe)
         self.history: list[EpochRecord] = []
         self.block_names: list[str] | None = None
         self._hooked: list[str] | None = None
@@ -262,11 +256,8 @@ class TopologyMonitor(*CALLBACK_BASES):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_run_epoch = None
         if self.probe is None and trainer.is_global_zero:
-            dataset = self._probe_source
-            if dataset is None:
-                dataset = train_dataset(trainer)
-            self.probe = ProbeSet.from_dataset(
-                dataset, self.samples_per_class, self.seed, self.unpack
+            self.probe = draw_probe(
+                trainer, self._probe_source, self.samples_per_class, self.seed, self.unpack
             )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -33,7 +33,9 @@ def _import(name: str) -> ModuleType | None:
         return None
 
 
-_packages = [m for m in (_import("lightning.pytorch"), _import("pytorch_lightning")) if m]
+# pytorch_lightning first: it is our declared dependency, and TopologicalEarlyStopping (a
+# subclass of one package's EarlyStopping) follows this choice.
+_packages = [m for m in (_import("pytorch_lightning"), _import("lightning.pytorch")) if m]
 if not _packages:
     raise ImportError("topo_monitor needs pytorch-lightning (>= 2.2) or lightning")
 

@@ -192,7 +192,7 @@ def summarize(
     timings: dict[str, float] = {}
     problems: list[list[str]] = []
 
-    # The clouds to analyse: one per (block, class); None where the block's cloud is unusable.
+    # The clouds to analyse: one per (block, class) of every block with finite activations.
     groups: list[tuple[int, int, torch.Tensor]] = []
     for b, name in enumerate(names):
         cloud = clouds[name]
@@ -223,7 +223,8 @@ def summarize(
             d = d.double().cpu().numpy()
             bars = np.column_stack([np.zeros_like(d), d])
             h0_bars[b, k] = bars
-            _store_lifespans(0, bars, scales[b, k], config.alpha, store, b, k)
+            if "e0" in config.metrics:
+                _store_lifespans(0, bars, scales[b, k], config.alpha, store, b, k)
 
     if "phdim" in config.metrics and groups:
         with _timed(timings, "phdim"):
@@ -236,7 +237,7 @@ def summarize(
             if fit.reason is not None:
                 problems.append([names[b], _class_prefix(classes[k]) + "PHdim: " + fit.reason])
 
-    if 1 in config.homology_dims and groups:
+    if "e0" in config.metrics and 1 in config.homology_dims and groups:
         with _timed(timings, "h1"):
             for b, k, X in groups:
                 bars = barcode(X, 1, config.h1_max_points, generator)[1]

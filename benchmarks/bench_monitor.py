@@ -22,8 +22,8 @@ What is timed:
 * monitoring: on the trained model, what the callback does per monitored epoch:
   ``monitor.compute(model)`` (its ``record.timings`` give forward, reduction, H0, PHdim, SW, H1;
   "other" is the rest of ``compute``: hooks, concatenation, cloud scales, per-class splits) and
-  ``monitor._log(trainer, record)`` (scalars, custom-scalars layout, the depth-profile and SW
-  figures, the JSON-lines history) into the same TensorBoardLogger. digits: median of
+  ``monitor._log(trainer, record, log_dir)`` (scalars, custom-scalars layout, the figures on the
+  epochs they are due, the JSON-lines history) into the same TensorBoardLogger. digits: median of
   ``--digits-repeats`` runs (the history, hence each depth-profile figure, grows by one curve per
   run, as in training). resnet18: one run. The probe draw (once per fit, at train start) is shown
   apart and not counted.
@@ -151,7 +151,7 @@ def time_monitor(
         record = monitor.compute(model, epoch=epoch, step=epoch)
         computed = time.perf_counter()
         monitor.history.append(record)  # what _run does before logging
-        monitor._log(trainer, record)
+        monitor._log(trainer, record, trainer.log_dir or trainer.default_root_dir)
         logged = time.perf_counter()
         stages = {stage: record.timings.get(stage, float("nan")) for stage in STAGES[:6]}
         known = sum(v for v in stages.values() if v == v)

@@ -10,6 +10,17 @@ import torch
 Generatorish = torch.Generator | np.random.Generator | int | None
 
 
+def check(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``: argument validation in one line."""
+    if not condition:
+        raise ValueError(message)
+
+
+def is_positive_int(value: object) -> bool:
+    """An int (not a bool) of at least 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def as_cloud(X: torch.Tensor | np.ndarray, name: str = "X") -> torch.Tensor:
     """A point cloud as a floating-point tensor of shape (n, d), n >= 1, with finite values.
 

@@ -17,6 +17,7 @@ from topo_monitor._lightning import (
     rank_zero_warn,
     tensorboard_writers,
 )
+from topo_monitor._validation import check, is_positive_int
 from topo_monitor.adversarial import DEFAULT_EPS, INPUT, adversarial_topology
 from topo_monitor.probe import ProbeSet, default_unpack
 
@@ -71,8 +72,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
             ("samples_per_class", samples_per_class),
             ("every_n_epochs", every_n_epochs),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check(is_positive_int(value), f"{name} must be a positive int, got {value!r}")
         if not attacks:
             raise ValueError("attacks must name at least one attack")
         if not eps or any(not 0 <= e <= 1 for e in eps):

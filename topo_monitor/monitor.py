@@ -21,6 +21,7 @@ from topo_monitor._lightning import (
     rank_zero_warn,
     tensorboard_writers,
 )
+from topo_monitor._validation import check, is_positive_int
 from topo_monitor.blocks import (
     OUTPUT,
     REDUCTIONS,
@@ -39,11 +40,6 @@ HISTORY_FILENAME = "topology_history.jsonl"
 FIGURE_METRICS = ("E0_1", "E0_1_scaled", "PHdim", "E1_1", "E1_1_scaled")
 """Metrics drawn as depth profiles (mean lifespans and R² are scalars only: for H0 the mean
 lifespan is E0_1 / (n - 1), the same curve again)."""
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 class TopologyMonitor(*CALLBACK_BASES):
@@ -147,7 +143,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         figures_every_n_epochs: int | None = 5,
     ) -> None:
         super().__init__()
-        _check(
+        check(
             blocks == "auto"
             or callable(blocks)
             or (
@@ -159,54 +155,54 @@ class TopologyMonitor(*CALLBACK_BASES):
             'blocks must be "auto", a non-empty list of module names or a callable, '
             f"got {blocks!r}",
         )
-        _check(
-            _positive_int(samples_per_class),
+        check(
+            is_positive_int(samples_per_class),
             f"samples_per_class must be a positive int, got {samples_per_class!r}",
         )
-        _check(reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        _check(
-            _positive_int(every_n_epochs),
+        check(reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        check(
+            is_positive_int(every_n_epochs),
             f"every_n_epochs must be a positive int, got {every_n_epochs!r}",
         )
         metrics = tuple(metrics)
-        _check(
+        check(
             len(metrics) > 0 and set(metrics) <= set(METRICS),
             f"metrics must be a non-empty subset of {METRICS}, got {metrics!r}",
         )
         homology_dims = tuple(sorted(set(homology_dims)))
-        _check(
+        check(
             homology_dims in ((0,), (0, 1)),
             f"homology_dims must be (0,) or (0, 1), got {homology_dims!r}",
         )
-        _check(
-            _positive_int(h1_max_points) and h1_max_points >= 3,
+        check(
+            is_positive_int(h1_max_points) and h1_max_points >= 3,
             f"h1_max_points must be an int >= 3, got {h1_max_points!r}",
         )
-        _check(
+        check(
             isinstance(alpha, (int, float)) and 0 < alpha < math.inf,
             f"alpha must be a positive number, got {alpha!r}",
         )
-        _check(
+        check(
             normalize in (None, "minmax"), f'normalize must be None or "minmax", got {normalize!r}'
         )
-        _check(
-            _positive_int(phdim_draws), f"phdim_draws must be a positive int, got {phdim_draws!r}"
+        check(
+            is_positive_int(phdim_draws), f"phdim_draws must be a positive int, got {phdim_draws!r}"
         )
-        _check(
+        check(
             isinstance(sw_directions, int) and sw_directions >= 2,
             f"sw_directions must be an int >= 2, got {sw_directions!r}",
         )
-        _check(_positive_int(batch_size), f"batch_size must be a positive int, got {batch_size!r}")
-        _check(
+        check(is_positive_int(batch_size), f"batch_size must be a positive int, got {batch_size!r}")
+        check(
             channel_dim in (None, 1, -1), f"channel_dim must be None, 1 or -1, got {channel_dim!r}"
         )
-        _check(isinstance(seed, int), f"seed must be an int, got {seed!r}")
-        _check(
-            figures_every_n_epochs is None or _positive_int(figures_every_n_epochs),
+        check(isinstance(seed, int), f"seed must be an int, got {seed!r}")
+        check(
+            figures_every_n_epochs is None or is_positive_int(figures_every_n_epochs),
             "figures_every_n_epochs must be a positive int or None, "
             f"got {figures_every_n_epochs!r}",
         )
-        _check(
+        check(
             probe is None
             or isinstance(probe, (Dataset, ProbeSet))
             or (isinstance(probe, tuple) and len(probe) == 2),
@@ -377,7 +373,7 @@ class TopologyMonitor(*CALLBACK_BASES):
 
     # ------------------------------------------------------------------ sinks
 
-    def _log(self, trainer: pl.Trainer, record: EpochRecord, directory: str | None = None) -> None:
+    def _log(self, trainer: pl.Trainer, record: EpochRecord, directory: str) -> None:
         scalars = {
             f"topology/{metric}/{block}": value
             for metric, values in record.values.items()
@@ -398,7 +394,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             self._write_layout(writer, record)
         if figures and len(self.history) % self.figures_every_n_epochs == 0:
             self._write_figures(writers, record)
-        self._write_history(trainer, directory)
+        self._write_history(directory)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = self.history[-1] if self.history else None
@@ -437,21 +433,14 @@ class TopologyMonitor(*CALLBACK_BASES):
                 )
             writer.flush()
 
-    def _write_history(self, trainer: pl.Trainer, directory: str | None = None) -> None:
+    def _write_history(self, directory: str) -> None:
         """Rewrite the whole history: complete and consistent after a resume too.
 
-        ``directory`` defaults to ``trainer.log_dir``, a collective under DDP: pass it when only
-        rank 0 gets here.
+        ``directory`` is read by every rank before (``trainer.log_dir`` is a collective under DDP).
         """
-        if directory is None:
-            directory = trainer.log_dir or trainer.default_root_dir
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, HISTORY_FILENAME)
         with open(path + ".tmp", "w") as f:
             for r in self.history:
                 f.write(json.dumps(r.to_dict()) + "\n")
         os.replace(path + ".tmp", path)
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from topo_monitor._validation import random_orders
 from topo_monitor.persistence import (
     barcode,
     cloud_scale,
     h0_death_times,
     mean_lifespan,
+    stacked_squared_distances,
+    subcloud_mst_lengths,
     total_persistence,
 )
 
@@ -56,6 +59,45 @@ def test_h0_on_cuda_matches_cpu(rng):
     out = h0_death_times(X.cuda())
     assert out.is_cuda
     np.testing.assert_allclose(out.cpu().numpy(), h0_death_times(X).numpy(), rtol=1e-6)
+
+
+def test_subcloud_mst_lengths_match_gudhi(rng):
+    # Three clouds of different sizes and dimensions (padded into one tensor), and sub-clouds of
+    # sizes that fall in one batch (padded to its largest) and in separate batches.
+    clouds = [rng.normal(size=(n, d)) for n, d in [(60, 3), (45, 8), (30, 2)]]
+    D2 = stacked_squared_distances([torch.from_numpy(c) for c in clouds], padding=math.inf)
+    source = np.array([0, 1, 2, 0, 1, 2, 0])
+    sizes = np.array([60, 44, 30, 41, 12, 29, 2])
+    points = torch.zeros(len(source), 60, dtype=torch.long)
+    for b, s in enumerate(source):
+        points[b, : len(clouds[s])] = torch.from_numpy(rng.permutation(len(clouds[s])))
+    for given in (points, None):
+        got = subcloud_mst_lengths(D2, source, sizes, given)
+        for b, s in enumerate(source):
+            idx = points[b, : sizes[b]].numpy() if given is not None else np.arange(sizes[b])
+            expected = gudhi_diagram(clouds[s][idx], 0)[:, 1].sum()
+            assert got[b] == pytest.approx(expected, rel=1e-12), (b, given is None)
+
+
+def test_random_orders_are_uniform_distinct_and_private():
+    counts = torch.tensor([5, 7, 5] * 4000)
+    state = torch.get_rng_state()
+    orders = random_orders(counts.tolist(), 7, torch.Generator().manual_seed(0))
+    assert torch.equal(state, torch.get_rng_state())
+    assert orders.shape == (12000, 7) and orders.dtype == torch.int64
+    assert all(sorted(row.tolist()) == list(range(7)) for row in orders[:100])
+    # A row's own indices come first; after them, in order, the padding up to max(counts).
+    fives = orders[counts == 5]
+    assert bool((fives[:, :5] < 5).all()) and bool((fives[:, 5:] == torch.tensor([5, 6])).all())
+    # Every index equally likely in every position: within 5 standard deviations.
+    for position in range(5):
+        freq = torch.bincount(fives[:, position], minlength=5).numpy() / len(fives)
+        assert np.abs(freq - 0.2).max() < 5 * math.sqrt(0.2 * 0.8 / len(fives))
+    again = random_orders(counts.tolist(), 7, torch.Generator().manual_seed(0))
+    assert torch.equal(orders, again)
+    assert random_orders([5, 7], 3, np.random.default_rng(0)).shape == (2, 3)
+    with pytest.raises(ValueError, match="cannot draw 8 distinct points from 7"):
+        random_orders([5, 7], 8, np.random.default_rng(0))
 
 
 def test_points_on_a_line_closed_form():

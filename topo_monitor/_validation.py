@@ -85,12 +85,34 @@ def as_generator(generator: Generatorish) -> torch.Generator | np.random.Generat
     )
 
 
-def subsample_indices(
-    n: int, k: int, generator: torch.Generator | np.random.Generator
+def random_orders(
+    counts: Sequence[int], length: int, generator: torch.Generator | np.random.Generator
 ) -> torch.Tensor:
-    """k distinct indices of range(n), drawn uniformly (a CPU int64 tensor)."""
-    if k > n:
-        raise ValueError(f"cannot draw {k} distinct points from {n}")
+    """Uniformly random orderings of several index ranges, all drawn at once.
+
+    Parameters
+    ----------
+    counts : sequence of R ints
+        Row ``r`` orders ``range(counts[r])``.
+    length : int
+        How many leading indices of each ordering to keep, at most ``max(counts)``. The first
+        ``k <= counts[r]`` of row ``r`` are a uniform random subsample of size ``k``; positions
+        from ``counts[r]`` on hold the indices ``counts[r], ..., max(counts) - 1`` (padding of
+        clouds stacked to the largest, see :func:`topo_monitor.persistence.subcloud_mst_lengths`).
+    generator : torch.Generator or numpy.random.Generator
+
+    Returns
+    -------
+    torch.Tensor, shape (R, length), int64, on the CPU
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if length > counts.max(initial=0):
+        raise ValueError(f"cannot draw {length} distinct points from {int(counts.max())}")
+    shape = (len(counts), int(counts.max(initial=0)))
     if isinstance(generator, np.random.Generator):
-        return torch.from_numpy(generator.choice(n, size=k, replace=False).astype(np.int64))
-    return torch.randperm(n, generator=generator)[:k]
+        keys = torch.from_numpy(generator.random(shape))
+    else:
+        keys = torch.rand(shape, generator=generator, dtype=torch.float64)
+    padding = torch.arange(shape[1], dtype=torch.float64)
+    keys = torch.where(padding < torch.from_numpy(counts)[:, None], keys, 2.0 + padding)
+    return keys.argsort(dim=1)[:, :length]

@@ -7,6 +7,7 @@ n^((d-1)/d). Fitting ``log E = slope * log n + c`` over subsamples of several si
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from topo_monitor._validation import Generatorish, as_cloud, as_generator, subsample_indices
-from topo_monitor.persistence import chunks, stacked_squared_distances, subcloud_mst
+from topo_monitor._validation import Generatorish, as_cloud, as_generator, random_orders
+from topo_monitor.persistence import stacked_squared_distances, subcloud_mst_lengths
 
 __all__ = ["PHDimResult", "default_sizes", "ph_dimension", "ph_dimensions"]
 
@@ -57,10 +58,16 @@ class PHDimResult:
 
 def default_sizes(n: int, num: int = 10) -> np.ndarray:
     """``num`` subsample sizes evenly spaced in log n, from about n/10 (at least 10) up to n."""
+    return np.array(_default_sizes(int(n), int(num)), dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _default_sizes(n: int, num: int) -> tuple[int, ...]:
+    """Cached: every class of every block at every epoch asks for the same few sizes."""
     low = max(10, n // 10)
     if n < low:
-        return np.array([n], dtype=np.int64)
-    return np.unique(np.round(np.geomspace(low, n, num)).astype(np.int64))
+        return (n,)
+    return tuple(np.unique(np.round(np.geomspace(low, n, num)).astype(np.int64)).tolist())
 
 
 def ph_dimensions(
@@ -68,18 +75,26 @@ def ph_dimensions(
     sizes: np.ndarray | list[int] | None = None,
     n_draws: int = 3,
     generator: Generatorish = None,
+    whole_lengths: Sequence[float] | None = None,
 ) -> list[PHDimResult]:
     """:func:`ph_dimension` of several clouds, without warnings: degenerate fits carry a ``reason``.
 
     All subsamples of all clouds go through one batched run of Prim's algorithm per subsample
     size, which is what makes PHdim of every class of every block cost milliseconds, not seconds.
     The clouds must share a device; they may differ in size and dimension.
+
+    ``whole_lengths``, if given, is the E^0_1 of each whole cloud (the sum of its H0 death times),
+    when already computed: it saves the largest tree of every fit.
     """
     if not isinstance(n_draws, int) or n_draws < 1:
         raise ValueError(f"n_draws must be a positive int, got {n_draws!r}")
     clouds = [as_cloud(c, name=f"cloud {g}") for g, c in enumerate(clouds)]
+    if whole_lengths is not None and len(whole_lengths) != len(clouds):
+        raise ValueError(
+            f"whole_lengths must have one value per cloud ({len(clouds)}), got {len(whole_lengths)}"
+        )
     plans = [_sizes_for(c.shape[0], sizes) for c in clouds]
-    energies = _subsample_energies(clouds, plans, n_draws, as_generator(generator))
+    energies = _subsample_energies(clouds, plans, n_draws, as_generator(generator), whole_lengths)
     return [_fit(plan, e) for plan, e in zip(plans, energies, strict=True)]
 
 
@@ -135,33 +150,38 @@ def _subsample_energies(
     plans: list[np.ndarray],
     n_draws: int,
     generator: torch.Generator | np.random.Generator,
+    whole_lengths: Sequence[float] | None,
 ) -> list[np.ndarray]:
-    """Mean E^0_1 over random subsamples, per cloud and size (NaN where PHdim won't be fitted)."""
+    """Mean E^0_1 over random subsamples, per cloud and size (NaN where PHdim won't be fitted).
+
+    Every (size, draw) gets its own subsample: sharing points between sizes would correlate
+    their errors and make the fitted slope noisier.
+    """
     totals: list[np.ndarray] = [np.full(len(plan), math.nan) for plan in plans]
     fitted = [g for g, c in enumerate(clouds) if c.shape[0] >= MIN_POINTS and len(plans[g]) >= 3]
     if not fitted:
         return totals
-    D2 = stacked_squared_distances([clouds[g] for g in fitted])
-    draws: list[tuple[int, int, int]] = []  # (row in D2, cloud, size index)
+    counts = np.array([clouds[g].shape[0] for g in fitted])
+    D2 = stacked_squared_distances([clouds[g] for g in fitted], padding=math.inf)
+    whole, part = [], []  # (row of fitted, size index)
     for row, g in enumerate(fitted):
-        n = clouds[g].shape[0]
-        for s_i, size in enumerate(plans[g]):
-            draws.extend([(row, g, s_i)] * (1 if size == n else n_draws))
         totals[g][:] = 0.0
-    draws.sort(key=lambda draw: -plans[draw[1]][draw[2]])
-    for part in chunks([int(plans[g][s_i]) for _, g, s_i in draws]):
-        batch = draws[part]
-        m = int(plans[batch[0][1]][batch[0][2]])
-        idx = torch.full((len(batch), m), -1, dtype=torch.long)
-        for k, (_, g, s_i) in enumerate(batch):
-            size = int(plans[g][s_i])
-            idx[k, :size] = subsample_indices(clouds[g].shape[0], size, generator)
-        group = torch.tensor([row for row, _, _ in batch], device=D2.device)
-        _, weights = subcloud_mst(D2, group, idx.to(D2.device))
-        lengths = weights.nan_to_num(posinf=0.0).sqrt().sum(dim=1).cpu().numpy()
-        for (_, g, s_i), length in zip(batch, lengths, strict=True):
-            n = clouds[g].shape[0]
-            totals[g][s_i] += length / (1 if plans[g][s_i] == n else n_draws)
+        for s_i, size in enumerate(plans[g]):
+            (whole if size == counts[row] else part).append((row, s_i))
+    if whole_lengths is None:
+        rows = np.array([row for row, _ in whole], dtype=np.int64)
+        lengths = subcloud_mst_lengths(D2, rows, counts[rows])
+    else:
+        lengths = [float(whole_lengths[fitted[row]]) for row, _ in whole]
+    for (row, s_i), length in zip(whole, lengths, strict=True):
+        totals[fitted[row]][s_i] = length
+    if part:
+        rows = np.repeat([row for row, _ in part], n_draws)
+        sizes = np.repeat([plans[fitted[row]][s_i] for row, s_i in part], n_draws)
+        points = random_orders(counts[rows], int(sizes.max()), generator).to(D2.device)
+        lengths = subcloud_mst_lengths(D2, rows, sizes, points)
+        for (row, s_i), mean in zip(part, lengths.reshape(-1, n_draws).mean(axis=1), strict=True):
+            totals[fitted[row]][s_i] = mean
     return totals
 
 

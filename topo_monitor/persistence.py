@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from topo_monitor._validation import as_cloud, as_diagram, as_generator, subsample_indices
+from topo_monitor._validation import as_cloud, as_diagram, as_generator, random_orders
 
 CHUNK_ELEMENTS = 2**24
 """Batched Prim runs are split so that one run holds at most this many distance entries."""
@@ -29,8 +29,10 @@ __all__ = [
     "h0_death_times",
     "h0_death_times_many",
     "mean_lifespan",
+    "mst_lengths",
     "prim_mst",
     "squared_distances",
+    "subcloud_mst_lengths",
     "total_persistence",
 ]
 
@@ -45,21 +47,26 @@ def squared_distances(X: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    X : torch.Tensor, shape (n, d)
+    X : torch.Tensor, shape (n, d) or (B, n, d)
+        One cloud, or a batch of clouds of one shape.
 
     Returns
     -------
-    torch.Tensor, shape (n, n)
+    torch.Tensor, shape (n, n) or (B, n, n)
         Symmetric, non-negative, zero on the diagonal, in ``X``'s dtype and device.
 
     Centring first keeps the cancellation error of ``|x|² + |y|² - 2 x·y`` proportional to the
     spread of the cloud rather than to its distance from the origin.
     """
-    Xc = X - X.mean(dim=0, keepdim=True)
-    sq = (Xc * Xc).sum(dim=1)
-    D2 = torch.addmm(sq[:, None], Xc, Xc.T, alpha=-2.0)  # fused: no n×n temporaries
-    D2.add_(sq[None, :]).clamp_(min=0.0)
-    D2.fill_diagonal_(0.0)
+    Xc = X - X.mean(dim=-2, keepdim=True)
+    sq = (Xc * Xc).sum(dim=-1)
+    # fused: no n×n temporaries
+    if X.dim() == 2:
+        D2 = torch.addmm(sq[:, None], Xc, Xc.T, alpha=-2.0)
+    else:
+        D2 = torch.baddbmm(sq[:, :, None], Xc, Xc.transpose(1, 2), alpha=-2.0)
+    D2.add_(sq[..., None, :]).clamp_(min=0.0)
+    D2.diagonal(dim1=-2, dim2=-1).fill_(0.0)
     return D2
 
 
@@ -80,68 +87,86 @@ def prim_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         The weight of each of those edges (``inf`` for padding vertices).
 
     The loop runs ``m - 1`` times over the whole batch at once, so many small clouds (the subsamples
-    of a PHdim fit, the classes of a block) cost about as many tensor operations as one. A vertex
-    in the tree holds key ``-inf``: no row is ever smaller, so it is never updated again, and the
-    ``abs`` in the selection keeps it from being chosen twice. A vertex's parent therefore stays
-    the one it joined with, and the edges are read off at the end.
+    of a PHdim fit, the classes of a block) cost about as many tensor operations as one.
     """
     B, m, _ = D2.shape
-    device = D2.device
-    if device.type == "cpu":
-        parent = torch.from_numpy(_prim_parents_numpy(D2.numpy()))
-    else:
-        parent = _prim_parents_torch(D2)
-    rows = torch.arange(B, device=device)
-    vertices = torch.arange(1, m, device=device).expand(B, -1)
+    parent, _ = _prim(D2, parents=True)
+    rows = torch.arange(B, device=D2.device)
+    vertices = torch.arange(1, m, device=D2.device).expand(B, -1)
     edges = torch.stack([vertices, parent[:, 1:]], dim=2)
     weights = D2[rows[:, None], vertices, parent[:, 1:]]
     return edges, weights
 
 
-def _prim_parents_torch(D2: torch.Tensor) -> torch.Tensor:
-    """The loop of :func:`prim_mst` in torch, for accelerators (no host synchronisation)."""
+def mst_lengths(D2: torch.Tensor) -> torch.Tensor:
+    """Euclidean length of the minimum spanning tree of each of a batch of clouds.
+
+    Parameters
+    ----------
+    D2 : torch.Tensor, shape (B, m, m)
+        *Squared* distances; padding vertices at weight ``inf`` to every other vertex.
+
+    Returns
+    -------
+    torch.Tensor, shape (B,)
+        Sum of the tree's edge lengths (padding vertices add nothing). Cheaper than
+        :func:`prim_mst`: the tree itself is not kept, only the weight with which each vertex joins.
+    """
+    _, joins = _prim(D2, parents=False)
+    return joins.nan_to_num(posinf=0.0).sqrt().sum(dim=1)
+
+
+def _prim(D2: torch.Tensor, parents: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Prim's loop: the parent of every vertex (if asked) and the m - 1 weights with which the
+    vertices join the tree, in joining order.
+
+    A vertex in the tree holds key ``-inf``: ``minimum`` never raises it again, and the ``abs`` in
+    the selection keeps it from being chosen twice. NumPy on the CPU (in-place operations, a few
+    microseconds per step where torch's per-operation overhead would dominate), torch elsewhere
+    (no host synchronisation).
+    """
+    if D2.device.type == "cpu":
+        parent, joins = _prim_numpy(D2.numpy(), parents)
+        return (None if parent is None else torch.from_numpy(parent)), torch.from_numpy(joins)
     B, m, _ = D2.shape
     rows = torch.arange(B, device=D2.device)
-    parent = torch.zeros(B, m, dtype=torch.long, device=D2.device)
+    parent = torch.zeros(B, m, dtype=torch.long, device=D2.device) if parents else None
+    joins = D2.new_empty(B, max(m - 1, 0))
     best = D2[:, 0, :].clone()
     best[:, 0] = -math.inf
-    for _ in range(m - 1):
-        j = best.abs().argmin(dim=1)
+    for step in range(m - 1):
+        key = best.abs()
+        j = key.argmin(dim=1)
+        joins[:, step] = key[rows, j]
         best[rows, j] = -math.inf
         row = D2[rows, j]
-        closer = row < best
-        best = torch.where(closer, row, best)
-        parent = torch.where(closer, j[:, None], parent)
-    return parent
+        if parent is not None:
+            parent = torch.where(row < best, j[:, None], parent)
+        best = torch.minimum(best, row)
+    return parent, joins
 
 
-def _prim_parents_numpy(D2: np.ndarray) -> np.ndarray:
-    """The loop of :func:`prim_mst` in NumPy, for the CPU: in-place operations, a few
-    microseconds per step where torch's per-operation overhead would dominate."""
+def _prim_numpy(D2: np.ndarray, parents: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    """:func:`_prim` for the CPU."""
     B, m, _ = D2.shape
-    parent = np.zeros((B, m), dtype=np.int64)
+    rows = np.arange(B)
+    parent = np.zeros((B, m), dtype=np.int64) if parents else None
+    joins = np.empty((B, max(m - 1, 0)), dtype=D2.dtype)
     best = D2[:, 0, :].copy()
     best[:, 0] = -np.inf
     key = np.empty_like(best)
     closer = np.empty(best.shape, dtype=bool)
-    rows = np.arange(B)
-    for _ in range(m - 1):
+    for step in range(m - 1):
         np.abs(best, out=key)
-        if B == 1:
-            j = int(key[0].argmin())
-            best[0, j] = -np.inf
-            row = D2[0, j][None]  # a view: no copy of the row
+        j = key.argmin(axis=1)
+        joins[:, step] = key[rows, j]
+        best[rows, j] = -np.inf
+        row = D2[rows, j]
+        if parent is not None:
             np.less(row, best, out=closer)
-            np.copyto(best, row, where=closer)
-            np.copyto(parent, j, where=closer)
-        else:
-            j = key.argmin(axis=1)
-            best[rows, j] = -np.inf
-            row = D2[rows, j]
-            np.less(row, best, out=closer)
-            np.copyto(best, row, where=closer)
             np.copyto(parent, j[:, None], where=closer)
-    return parent
+        np.minimum(best, row, out=best)
+    return parent, joins
 
 
 def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0.0) -> torch.Tensor:
@@ -159,42 +184,59 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0
     -------
     torch.Tensor, shape (G, max n_g, max n_g)
     """
-    if len(clouds) == 1:
-        return squared_distances(clouds[0])[None]
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for g, cloud in enumerate(clouds):
+        shapes.setdefault(tuple(cloud.shape), []).append(g)
+    if len(shapes) == 1:  # one batched product, no padding
+        return squared_distances(torch.stack(list(clouds)))
     N = max(c.shape[0] for c in clouds)
     out = clouds[0].new_full((len(clouds), N, N), padding)
-    for g, cloud in enumerate(clouds):
-        out[g, : cloud.shape[0], : cloud.shape[0]] = squared_distances(cloud)
+    for (n, _), members in shapes.items():
+        batch = torch.stack([clouds[g] for g in members]).to(out.dtype)
+        out[torch.tensor(members, device=out.device), :n, :n] = squared_distances(batch)
     return out
 
 
-def subcloud_mst(
-    D2: torch.Tensor, group: torch.Tensor, idx: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimum spanning trees of many sub-clouds at once.
+def subcloud_mst_lengths(
+    D2: torch.Tensor, source: np.ndarray, sizes: np.ndarray, points: torch.Tensor | None = None
+) -> np.ndarray:
+    """MST lengths of many sub-clouds of a few clouds, batched by size.
 
     Parameters
     ----------
     D2 : torch.Tensor, shape (G, N, N)
         Squared distances of G clouds (see :func:`stacked_squared_distances`).
-    group : torch.Tensor, shape (B,), int64
+    source : numpy.ndarray, shape (B,), int
         Which cloud each sub-cloud is taken from.
-    idx : torch.Tensor, shape (B, m), int64
-        The points of each sub-cloud; entries ``-1`` pad smaller sub-clouds up to m points.
+    sizes : numpy.ndarray, shape (B,), int
+        How many points each sub-cloud has.
+    points : torch.Tensor, shape (B, m), int64, optional
+        Sub-cloud ``b`` is the points ``points[b, :sizes[b]]`` of its cloud (``m >= max(sizes)``).
+        Default: its first ``sizes[b]`` points.
 
     Returns
     -------
-    edges : torch.Tensor, shape (B, m - 1, 2)
-        ``(position, parent position)`` within each row of ``idx``, as :func:`prim_mst`. The
-        first ``k - 1`` edges of a sub-cloud of ``k`` real points are its tree (padding comes last).
-    weights : torch.Tensor, shape (B, m - 1)
-        Squared lengths of those edges (``inf`` for padding).
+    numpy.ndarray, shape (B,)
     """
-    pad = idx < 0
-    safe = idx.clamp(min=0)
-    sub = D2[group[:, None, None], safe[:, :, None], safe[:, None, :]]
-    sub.masked_fill_(pad[:, :, None] | pad[:, None, :], math.inf)
-    return prim_mst(sub)
+    out = np.zeros(len(sizes))
+    order = np.argsort(-sizes, kind="stable")
+    for part in chunks(sizes[order].tolist()):
+        members = order[part]
+        m = int(sizes[members[0]])
+        clouds = torch.from_numpy(source[members]).to(D2.device)
+        if points is None:
+            sub = D2[clouds, :m, :m]
+        else:
+            idx = points[torch.from_numpy(members).to(points.device), :m]
+            sub = D2[clouds[:, None], idx].gather(2, idx[:, None, :].expand(-1, m, -1))
+        short = (
+            torch.arange(m, device=D2.device)
+            >= torch.from_numpy(sizes[members]).to(D2.device)[:, None]
+        )
+        if bool(short.any()):
+            sub.masked_fill_(short[:, :, None] | short[:, None, :], math.inf)
+        out[members] = mst_lengths(sub).cpu().numpy()
+    return out
 
 
 def chunks(sizes: Sequence[int], limit: int = CHUNK_ELEMENTS, fill: float = 0.9) -> list[slice]:
@@ -228,11 +270,17 @@ def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[tor
         # The tree is found on distances in the cloud's own precision (the cost of cdist); only
         # its n - 1 edges are then measured exactly, in float64, so duplicates give exactly 0.
         edges, _ = prim_mst(stacked_squared_distances(members, padding=math.inf))
-        for row, (g, cloud) in enumerate(zip(order[part], members, strict=True)):
-            tree = edges[row, : cloud.shape[0] - 1]
-            exact = cloud.to(work_dtype(cloud.device))
-            lengths = torch.linalg.vector_norm(exact[tree[:, 0]] - exact[tree[:, 1]], dim=1)
-            out[g] = lengths.sort().values.to(cloud.dtype)
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for row, cloud in enumerate(members):
+            shapes.setdefault(tuple(cloud.shape), []).append(row)
+        for (n, _), rows in shapes.items():
+            exact = torch.stack([members[row] for row in rows]).to(work_dtype(edges.device))
+            tree = edges[torch.tensor(rows, device=edges.device), : n - 1]
+            batch = torch.arange(len(rows), device=edges.device)[:, None]
+            ends = exact[batch, tree[..., 0]] - exact[batch, tree[..., 1]]
+            lengths = torch.linalg.vector_norm(ends, dim=-1).sort(dim=-1).values
+            for row, tree_lengths in zip(rows, lengths, strict=True):
+                out[order[part][row]] = tree_lengths.to(members[row].dtype)
     return out
 
 
@@ -305,7 +353,7 @@ def barcode(
         if not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points must be a positive int or None, got {max_points!r}")
         if X.shape[0] > max_points:
-            X = X[subsample_indices(X.shape[0], max_points, as_generator(generator)).to(X.device)]
+            X = X[random_orders([X.shape[0]], max_points, as_generator(generator))[0].to(X.device)]
     deaths = h0_death_times(X).double().cpu().numpy()
     bars = [np.column_stack([np.zeros_like(deaths), deaths])]
     if max_dim >= 1:

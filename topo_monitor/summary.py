@@ -227,9 +227,14 @@ def summarize(
                 _store_lifespans(0, bars, scales[b, k], config.alpha, store, b, k)
 
     if "phdim" in config.metrics and groups:
+        # The H0 bars already give every whole cloud's MST length: PHdim needs not grow it again.
+        whole = [h0_bars[b, k][:, 1].sum() for b, k, _ in groups] if h0_bars else None
         with _timed(timings, "phdim"):
             fits = ph_dimensions(
-                [X for _, _, X in groups], n_draws=config.phdim_draws, generator=generator
+                [X for _, _, X in groups],
+                n_draws=config.phdim_draws,
+                generator=generator,
+                whole_lengths=whole,
             )
         for (b, k, _), fit in zip(groups, fits, strict=True):
             store("PHdim", b, k, fit.value)

@@ -238,6 +238,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         self._layout_written = False
         self._figures_epoch: int | None = None
         self._warned_no_figures = False
+        self._history_file: tuple[str, int] | None = None  # (path, records in it)
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -272,6 +273,7 @@ class TopologyMonitor(*CALLBACK_BASES):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [EpochRecord.from_dict(r) for r in state_dict.get("history", [])]
         self.block_names = state_dict.get("block_names")
+        self._history_file = None
 
     # ------------------------------------------------------------------ computation
 
@@ -434,13 +436,19 @@ class TopologyMonitor(*CALLBACK_BASES):
             writer.flush()
 
     def _write_history(self, directory: str) -> None:
-        """Rewrite the whole history: complete and consistent after a resume too.
+        """Append the newest record; rewrite the whole file the first time a path is written
+        (a new run, a resume): complete and consistent, at constant cost per epoch.
 
         ``directory`` is read by every rank before (``trainer.log_dir`` is a collective under DDP).
         """
-        os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, HISTORY_FILENAME)
-        with open(path + ".tmp", "w") as f:
-            for r in self.history:
-                f.write(json.dumps(r.to_dict()) + "\n")
-        os.replace(path + ".tmp", path)
+        if self._history_file == (path, len(self.history) - 1):
+            with open(path, "a") as f:
+                f.write(json.dumps(self.history[-1].to_dict()) + "\n")
+        else:
+            os.makedirs(directory, exist_ok=True)
+            with open(path + ".tmp", "w") as f:
+                for r in self.history:
+                    f.write(json.dumps(r.to_dict()) + "\n")
+            os.replace(path + ".tmp", path)
+        self._history_file = (path, len(self.history))

@@ -90,7 +90,7 @@ def prim_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     of a PHdim fit, the classes of a block) cost about as many tensor operations as one.
     """
     B, m, _ = D2.shape
-    parent, _ = _prim(D2, parents=True)
+    parent = _prim(D2, parents=True)
     rows = torch.arange(B, device=D2.device)
     vertices = torch.arange(1, m, device=D2.device).expand(B, -1)
     edges = torch.stack([vertices, parent[:, 1:]], dim=2)
@@ -112,13 +112,12 @@ def mst_lengths(D2: torch.Tensor) -> torch.Tensor:
         Sum of the tree's edge lengths (padding vertices add nothing). Cheaper than
         :func:`prim_mst`: the tree itself is not kept, only the weight with which each vertex joins.
     """
-    _, joins = _prim(D2, parents=False)
-    return joins.nan_to_num(posinf=0.0).sqrt().sum(dim=1)
+    return _prim(D2, parents=False).nan_to_num(posinf=0.0).sqrt().sum(dim=1)
 
 
-def _prim(D2: torch.Tensor, parents: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Prim's loop: the parent of every vertex (if asked) and the m - 1 weights with which the
-    vertices join the tree, in joining order.
+def _prim(D2: torch.Tensor, parents: bool) -> torch.Tensor:
+    """Prim's loop. Returns the parent of every vertex, shape (B, m), if ``parents``; otherwise
+    the m - 1 weights with which the vertices join the tree, in joining order, shape (B, m - 1).
 
     A vertex in the tree holds key ``-inf``: ``minimum`` never raises it again, and the ``abs`` in
     the selection keeps it from being chosen twice. NumPy on the CPU (in-place operations, a few
@@ -126,31 +125,31 @@ def _prim(D2: torch.Tensor, parents: bool) -> tuple[torch.Tensor | None, torch.T
     (no host synchronisation).
     """
     if D2.device.type == "cpu":
-        parent, joins = _prim_numpy(D2.numpy(), parents)
-        return (None if parent is None else torch.from_numpy(parent)), torch.from_numpy(joins)
+        return torch.from_numpy(_prim_numpy(D2.numpy(), parents))
     B, m, _ = D2.shape
     rows = torch.arange(B, device=D2.device)
-    parent = torch.zeros(B, m, dtype=torch.long, device=D2.device) if parents else None
+    parent = torch.zeros(B, m, dtype=torch.long, device=D2.device)
     joins = D2.new_empty(B, max(m - 1, 0))
     best = D2[:, 0, :].clone()
     best[:, 0] = -math.inf
     for step in range(m - 1):
         key = best.abs()
         j = key.argmin(dim=1)
-        joins[:, step] = key[rows, j]
+        if not parents:
+            joins[:, step] = key[rows, j]
         best[rows, j] = -math.inf
         row = D2[rows, j]
-        if parent is not None:
+        if parents:
             parent = torch.where(row < best, j[:, None], parent)
         best = torch.minimum(best, row)
-    return parent, joins
+    return parent if parents else joins
 
 
-def _prim_numpy(D2: np.ndarray, parents: bool) -> tuple[np.ndarray | None, np.ndarray]:
-    """:func:`_prim` for the CPU."""
+def _prim_numpy(D2: np.ndarray, parents: bool) -> np.ndarray:
+    """:func:`_prim` for the CPU: every operation counts, since the loop runs m - 1 times."""
     B, m, _ = D2.shape
     rows = np.arange(B)
-    parent = np.zeros((B, m), dtype=np.int64) if parents else None
+    parent = np.zeros((B, m), dtype=np.int64)
     joins = np.empty((B, max(m - 1, 0)), dtype=D2.dtype)
     best = D2[:, 0, :].copy()
     best[:, 0] = -np.inf
@@ -158,15 +157,25 @@ def _prim_numpy(D2: np.ndarray, parents: bool) -> tuple[np.ndarray | None, np.nd
     closer = np.empty(best.shape, dtype=bool)
     for step in range(m - 1):
         np.abs(best, out=key)
-        j = key.argmin(axis=1)
-        joins[:, step] = key[rows, j]
-        best[rows, j] = -np.inf
-        row = D2[rows, j]
-        if parent is not None:
+        if B == 1:  # one cloud (the H0 of a whole cloud): views, no fancy-indexing copies
+            j = int(key[0].argmin())
+            if not parents:
+                joins[0, step] = key[0, j]
+            best[0, j] = -np.inf
+            row = D2[0, j][None]
+            new_parent = j
+        else:
+            j = key.argmin(axis=1)
+            if not parents:
+                joins[:, step] = key[rows, j]
+            best[rows, j] = -np.inf
+            row = D2[rows, j]
+            new_parent = j[:, None]
+        if parents:
             np.less(row, best, out=closer)
-            np.copyto(parent, j[:, None], where=closer)
+            np.copyto(parent, new_parent, where=closer)
         np.minimum(best, row, out=best)
-    return parent, joins
+    return parent if parents else joins
 
 
 def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0.0) -> torch.Tensor:
@@ -184,6 +193,8 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0
     -------
     torch.Tensor, shape (G, max n_g, max n_g)
     """
+    if len(clouds) == 1:
+        return squared_distances(clouds[0])[None]
     shapes: dict[tuple[int, ...], list[int]] = {}
     for g, cloud in enumerate(clouds):
         shapes.setdefault(tuple(cloud.shape), []).append(g)

@@ -96,3 +96,12 @@ def test_bad_arguments_raise(rng):
         ph_dimension(X, n_draws=0)
     with pytest.raises(ValueError, match="NaN"):
         ph_dimension(np.full((50, 2), np.nan))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_phdim_on_cuda_matches_cpu(rng):
+    clouds = [torch.from_numpy(embedded_cube(rng, n, 3)).float() for n in (150, 120)]
+    cpu = ph_dimensions(clouds, generator=2)
+    cuda = ph_dimensions([c.cuda() for c in clouds], generator=2)
+    for a, b in zip(cpu, cuda, strict=True):
+        np.testing.assert_allclose(b.energies, a.energies, rtol=1e-5)

@@ -9,6 +9,8 @@ import torch
 
 from topo_monitor._validation import random_orders
 from topo_monitor.persistence import (
+    _prim_numpy,
+    _prim_torch,
     barcode,
     cloud_scale,
     h0_death_times,
@@ -59,6 +61,17 @@ def test_h0_on_cuda_matches_cpu(rng):
     out = h0_death_times(X.cuda())
     assert out.is_cuda
     np.testing.assert_allclose(out.cpu().numpy(), h0_death_times(X).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("parents", [True, False])
+def test_prim_loops_agree(rng, parents):
+    # The torch loop runs on accelerators only; run it here on the CPU against the NumPy loop,
+    # on a batch with padding vertices (weight inf), and on a batch of one.
+    clouds = [torch.from_numpy(rng.normal(size=(n, 4))) for n in (30, 22, 30)]
+    D2 = stacked_squared_distances(clouds, padding=math.inf)
+    for batch in (D2, D2[:1]):
+        expected = _prim_numpy(batch.numpy(), parents)
+        np.testing.assert_array_equal(_prim_torch(batch, parents).numpy(), expected)
 
 
 def test_subcloud_mst_lengths_match_gudhi(rng):

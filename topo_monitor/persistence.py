@@ -126,6 +126,11 @@ def _prim(D2: torch.Tensor, parents: bool) -> torch.Tensor:
     """
     if D2.device.type == "cpu":
         return torch.from_numpy(_prim_numpy(D2.numpy(), parents))
+    return _prim_torch(D2, parents)
+
+
+def _prim_torch(D2: torch.Tensor, parents: bool) -> torch.Tensor:
+    """:func:`_prim` in torch, for accelerators: no host synchronisation in the loop."""
     B, m, _ = D2.shape
     rows = torch.arange(B, device=D2.device)
     parent = torch.zeros(B, m, dtype=torch.long, device=D2.device)

@@ -440,5 +440,5 @@ def cloud_scale(X: torch.Tensor | np.ndarray) -> float:
 
     Zero when all points coincide.
     """
-    X = as_cloud(X).double()
-    return float(((X - X.mean(dim=0)) ** 2).sum(dim=1).mean().sqrt())
+    # Mean squared distance to the centroid = the sum of the features' (population) variances.
+    return float(as_cloud(X).double().var(dim=0, correction=0).sum().sqrt())

@@ -34,10 +34,11 @@ The target, printed with whether it is met: monitoring (amortized figures includ
 training epoch for the digits example with its settings (samples_per_class=100). ``--digits-spc``
 adds probe sizes to compare (e.g. ``--digits-spc 100 50 300``; the first is the target's).
 
-Runtime (CPU only): about 100 s with the defaults on an otherwise idle 2-core machine, well under the
-6-minute budget; ``--resnet-images 10000`` (the epoch measured instead of extrapolated) adds about
-3 minutes there. Other processes competing for the cores can slow torch's CPU threads many-fold:
-run it on a quiet machine, and read the load average printed at the start and end. Usage::
+Runtime (CPU only): about 100 s with the defaults on an otherwise idle 2-core machine, well
+under the 6-minute budget; ``--resnet-images 10000`` (the epoch measured instead of extrapolated)
+adds about 3 minutes there. Other processes competing for the cores can slow torch's CPU threads
+many-fold: run it on a quiet machine, and read the load average printed at the start and end.
+Usage::
 
     .venv/bin/python benchmarks/bench_monitor.py
     .venv/bin/python benchmarks/bench_monitor.py --resnet-images 10000   # measured, ~5 min

@@ -262,3 +262,24 @@ def test_figures_every_n_epochs_and_after_the_last(tmp_path):
     assert [e.step for e in events.Images("topology_figures/depth_E0_1")] == [1, 2]
     assert [e.step for e in events.Images("topology_figures/sw_heatmap")] == [1, 2]
     assert "topology_figures/depth_E0_mean_lifespan" not in events.Tags()["images"]
+
+
+def test_classes_of_different_sizes_are_all_measured():
+    # A given probe with classes of 50, 40 and 25 inputs: every class of every block gets its
+    # E0 (= gudhi) and a PHdim fit, though their subsample sizes differ.
+    data = blobs(n_per_class=60)
+    keep = torch.cat([torch.arange(0, 50), torch.arange(60, 100), torch.arange(120, 145)])
+    x, y = data.tensors[0][keep], data.tensors[1][keep]
+    monitor = TopologyMonitor(probe=(x, y), metrics=("e0", "phdim"))
+    model = MLP()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no block may be reported as a problem
+        record = monitor.compute(model)
+    assert [int((monitor.probe.labels == c).sum()) for c in range(3)] == [50, 40, 25]
+    assert np.isfinite(record.per_class["PHdim"]).all()
+    model.eval()
+    with torch.no_grad():
+        output = model(monitor.probe.inputs).numpy()
+    labels = monitor.probe.labels.numpy()
+    expected = [gudhi_e0(output[labels == c]) for c in range(3)]
+    np.testing.assert_allclose(record.per_class["E0_1"][-1], expected, rtol=1e-5)

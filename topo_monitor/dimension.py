@@ -165,7 +165,6 @@ def _subsample_energies(
     D2 = stacked_squared_distances([clouds[g] for g in fitted], padding=math.inf)
     whole, part = [], []  # (row of fitted, size index)
     for row, g in enumerate(fitted):
-        totals[g][:] = 0.0
         for s_i, size in enumerate(plans[g]):
             (whole if size == counts[row] else part).append((row, s_i))
     if whole_lengths is None:

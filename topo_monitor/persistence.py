@@ -385,7 +385,14 @@ def _gudhi_bars(X: torch.Tensor, max_dim: int) -> list[np.ndarray]:
     if points.shape[0] < 3:
         return [np.empty((0, 2)) for _ in range(max_dim)]
     tree = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
-    tree.collapse_edges(-1)  # collapse until stable: far fewer simplices, same persistence
+    # Edge collapses until the graph stops shrinking: far fewer simplices, the same persistence.
+    # (gudhi's argument is a number of passes; -1 would mean none.)
+    edges = tree.num_simplices()
+    while True:
+        tree.collapse_edges()
+        if tree.num_simplices() == edges:
+            break
+        edges = tree.num_simplices()
     tree.expansion(max_dim + 1)
     tree.compute_persistence(homology_coeff_field=2, persistence_dim_max=True)
     return [_finite(tree.persistence_intervals_in_dimension(dim)) for dim in range(1, max_dim + 1)]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from topo_monitor import persistence
 from topo_monitor._validation import random_orders
 from topo_monitor.persistence import (
     _prim_numpy,
@@ -74,9 +75,13 @@ def test_prim_loops_agree(rng, parents):
         np.testing.assert_array_equal(_prim_torch(batch, parents).numpy(), expected)
 
 
-def test_subcloud_mst_lengths_match_gudhi(rng):
+@pytest.mark.parametrize("gather_elements", [None, 3000])
+def test_subcloud_mst_lengths_match_gudhi(rng, monkeypatch, gather_elements):
     # Three clouds of different sizes and dimensions (padded into one tensor), and sub-clouds of
-    # sizes that fall in one batch (padded to its largest) and in separate batches.
+    # sizes that fall in one batch (padded to its largest) and in separate batches; with a small
+    # memory bound, each batch's sub-matrices are gathered a few at a time.
+    if gather_elements is not None:
+        monkeypatch.setattr(persistence, "CHUNK_ELEMENTS", gather_elements)
     clouds = [rng.normal(size=(n, d)) for n, d in [(60, 3), (45, 8), (30, 2)]]
     D2 = stacked_squared_distances([torch.from_numpy(c) for c in clouds], padding=math.inf)
     source = np.array([0, 1, 2, 0, 1, 2, 0])

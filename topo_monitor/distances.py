@@ -28,10 +28,6 @@ def _lines(num_directions: int) -> np.ndarray:
     return np.stack([np.cos(thetas), np.sin(thetas)])  # (2, M - 1)
 
 
-PAIR_ELEMENTS = 2**22
-"""Pairs of :func:`distance_matrix` are sorted in batches of at most this many projections."""
-
-
 def _projections(diagram: np.ndarray, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Projections of a diagram's points and of their diagonal projections onto the lines,
     each of shape (lines, k): sorting runs along the last, contiguous axis."""
@@ -41,18 +37,18 @@ def _projections(diagram: np.ndarray, lines: np.ndarray) -> tuple[np.ndarray, np
 
 def _sw_from_projections(
     points_a: np.ndarray, diag_a: np.ndarray, points_b: np.ndarray, diag_b: np.ndarray
-) -> np.ndarray:
-    """SW distances of pairs of projected diagrams, each array of shape (..., lines, k).
+) -> float:
+    """SW distance of two projected diagrams, each array of shape (lines, k).
 
-    Each diagram is completed with the other's diagonal projections, so both sides of a pair have
-    the same number of points; padding entries equal on both sides sort last and cancel.
+    Each diagram is completed with the other's diagonal projections, so both sides have the
+    same number of points.
     """
-    sorted_a = np.concatenate([points_a, diag_b], axis=-1)
-    sorted_b = np.concatenate([points_b, diag_a], axis=-1)
-    sorted_a.sort(axis=-1)
-    sorted_b.sort(axis=-1)
+    sorted_a = np.concatenate([points_a, diag_b], axis=1)
+    sorted_b = np.concatenate([points_b, diag_a], axis=1)
+    sorted_a.sort(axis=1)
+    sorted_b.sort(axis=1)
     sorted_a -= sorted_b
-    return np.abs(sorted_a, out=sorted_a).sum(axis=-1).mean(axis=-1)
+    return float(np.abs(sorted_a, out=sorted_a).sum(axis=1).mean())
 
 
 def sliced_wasserstein(bars_a: DiagramLike, bars_b: DiagramLike, num_directions: int = 50) -> float:
@@ -73,10 +69,8 @@ def sliced_wasserstein(bars_a: DiagramLike, bars_b: DiagramLike, num_directions:
         over the lines.
     """
     lines = _lines(num_directions)
-    return float(
-        _sw_from_projections(
-            *_projections(as_diagram(bars_a), lines), *_projections(as_diagram(bars_b), lines)
-        )
+    return _sw_from_projections(
+        *_projections(as_diagram(bars_a), lines), *_projections(as_diagram(bars_b), lines)
     )
 
 
@@ -94,22 +88,10 @@ def distance_matrix(diagrams: Sequence[DiagramLike], num_directions: int = 50) -
         Symmetric with a zero diagonal. Each diagram is projected once.
     """
     lines = _lines(num_directions)
-    diagrams = [as_diagram(d) for d in diagrams]
-    L, K = len(diagrams), max((len(d) for d in diagrams), default=0)
+    projected = [_projections(as_diagram(d), lines) for d in diagrams]
+    L = len(projected)
     out = np.zeros((L, L))
-    if L < 2:
-        return out
-    # All diagrams projected once, padded to K points with one value beyond every projection.
-    points = np.empty((L, lines.shape[1], K))
-    diag = np.empty_like(points)
-    for i, diagram in enumerate(diagrams):
-        points[i, :, : len(diagram)], diag[i, :, : len(diagram)] = _projections(diagram, lines)
-    extent = max((np.abs(d).max() for d in diagrams if len(d)), default=0.0)
-    for i, diagram in enumerate(diagrams):
-        points[i, :, len(diagram) :] = diag[i, :, len(diagram) :] = 2 * extent + 1
-    first, second = np.triu_indices(L, 1)
-    step = max(1, PAIR_ELEMENTS // max(1, 2 * K * lines.shape[1]))
-    for start in range(0, len(first), step):
-        i, j = first[start : start + step], second[start : start + step]
-        out[i, j] = out[j, i] = _sw_from_projections(points[i], diag[i], points[j], diag[j])
+    for i in range(L):
+        for j in range(i + 1, L):
+            out[i, j] = out[j, i] = _sw_from_projections(*projected[i], *projected[j])
     return out

@@ -106,9 +106,9 @@ def random_orders(
     torch.Tensor, shape (R, length), int64, on the CPU
     """
     counts = np.asarray(counts, dtype=np.int64)
-    if length > counts.max(initial=0):
-        raise ValueError(f"cannot draw {length} distinct points from {int(counts.max())}")
     shape = (len(counts), int(counts.max(initial=0)))
+    if length > shape[1]:
+        raise ValueError(f"cannot draw {length} distinct points from {shape[1]}")
     if isinstance(generator, np.random.Generator):
         keys = torch.from_numpy(generator.random(shape))
     else:

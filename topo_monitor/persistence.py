@@ -200,9 +200,7 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0
     """
     if len(clouds) == 1:
         return squared_distances(clouds[0])[None]
-    shapes: dict[tuple[int, ...], list[int]] = {}
-    for g, cloud in enumerate(clouds):
-        shapes.setdefault(tuple(cloud.shape), []).append(g)
+    shapes = _by_shape(clouds)
     if len(shapes) == 1:  # one batched product, no padding
         return squared_distances(torch.stack(list(clouds)))
     N = max(c.shape[0] for c in clouds)
@@ -211,6 +209,14 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0
         batch = torch.stack([clouds[g] for g in members]).to(out.dtype)
         out[torch.tensor(members, device=out.device), :n, :n] = squared_distances(batch)
     return out
+
+
+def _by_shape(clouds: Sequence[torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
+    """Positions of the clouds of each shape: those can go through batched tensor operations."""
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for g, cloud in enumerate(clouds):
+        shapes.setdefault(tuple(cloud.shape), []).append(g)
+    return shapes
 
 
 def subcloud_mst_lengths(
@@ -293,10 +299,7 @@ def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[tor
         # The tree is found on distances in the cloud's own precision (the cost of cdist); only
         # its n - 1 edges are then measured exactly, in float64, so duplicates give exactly 0.
         edges, _ = prim_mst(stacked_squared_distances(members, padding=math.inf))
-        shapes: dict[tuple[int, ...], list[int]] = {}
-        for row, cloud in enumerate(members):
-            shapes.setdefault(tuple(cloud.shape), []).append(row)
-        for (n, _), rows in shapes.items():
+        for (n, _), rows in _by_shape(members).items():
             exact = torch.stack([members[row] for row in rows]).to(work_dtype(edges.device))
             tree = edges[torch.tensor(rows, device=edges.device), : n - 1]
             batch = torch.arange(len(rows), device=edges.device)[:, None]

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from topo_monitor.summary import EpochRecord
@@ -22,6 +21,9 @@ __all__ = [
 
 DPI = 80
 """Enough for TensorBoard's image panel; rendering cost grows with the pixel count."""
+SMALL_FONTSIZE = 7
+LABEL_CHARS = 18
+"""Block names longer than this are shown by their end in tick labels."""
 
 METRIC_LABELS = {
     "E0_1": "$E^0_1$ (MST length)",
@@ -39,62 +41,64 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
     """One curve per epoch of ``metric`` (class-averaged) against relative depth.
 
     Later epochs are drawn darker, so "topological simplification" during training shows as the
-    curves sinking with depth as the colour darkens (Magai & Ayzenberg 2022, Fig. 3).
+    curves sinking with depth as the colour darkens (Magai & Ayzenberg 2022, Fig. 3). The legend
+    names the first and the last epoch only: one entry per epoch costs more to draw than the
+    curves, and the colour order says the rest.
     Figures are built without pyplot, so nothing global is touched in the training process.
     """
-    fig = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    cmap = colormaps["viridis_r"]
     shown = [r for r in records if metric in r.values]
-    for i, record in enumerate(shown):
-        colour = cmap(0.15 + 0.85 * i / max(len(shown) - 1, 1))
-        ax.plot(
-            record.depths,
-            record.values[metric],
-            "o-",
-            ms=3,
-            color=colour,
-            label=f"epoch {record.epoch}",
-        )
+    labels = []
     if shown:
         last = shown[-1]
-        ax.set_xticks(
-            last.depths, [f"{b}\n{d:.2f}" for b, d in zip(last.blocks, last.depths, strict=True)]
+        labels = [f"{_short(b)}\n{d:.2f}" for b, d in zip(last.blocks, last.depths, strict=True)]
+    fig, ax = _figure((6.4, 4.0), bottom_labels=labels, bottom_angle=45, left=0.12)
+    cmap = colormaps["viridis_r"]
+    lines = []
+    for i, record in enumerate(shown):
+        colour = cmap(0.15 + 0.85 * i / max(len(shown) - 1, 1))
+        lines += ax.plot(record.depths, record.values[metric], "o-", ms=3, color=colour)
+    if shown:
+        _bottom_ticks(ax, shown[-1].depths, labels, 45)
+        ends = [0, len(shown) - 1] if len(shown) > 1 else [0]
+        ax.legend(
+            [lines[i] for i in ends],
+            [f"epoch {shown[i].epoch}" for i in ends],
+            fontsize=SMALL_FONTSIZE,
+            title="darker = later" if len(shown) > 2 else None,
+            title_fontsize=SMALL_FONTSIZE,
         )
-        ax.tick_params(axis="x", labelsize=7, labelrotation=45)
     ax.set_xlabel("block (relative depth)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(f"{metric} through the network", fontsize=10)
     ax.grid(alpha=0.3)
-    if 0 < len(shown) <= 12:
-        ax.legend(fontsize=7, ncols=2)
-    elif shown:
-        norm = Normalize(shown[0].epoch, shown[-1].epoch)
-        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="epoch")
     return fig
 
 
 def sw_heatmap(record: EpochRecord) -> Figure:
     """The L×L sliced-Wasserstein distances between the blocks' diagrams (paper 001, Fig. 5)."""
     matrix = np.array(record.sw, dtype=float)
-    fig = Figure(figsize=(5.2, 4.6), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="magma")
-    ticks = np.arange(len(record.blocks))
-    ax.set_xticks(ticks, record.blocks, rotation=90, fontsize=7)
-    ax.set_yticks(ticks, record.blocks, fontsize=7)
+    labels = [_short(b) for b in record.blocks]
+    fig, ax = _figure(
+        (5.2, 4.6), bottom_labels=labels, bottom_angle=90, left_labels=labels, right=0.8, pad=0.2
+    )
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="magma", aspect="auto")
+    ticks = np.arange(len(labels))
+    _bottom_ticks(ax, ticks, labels, 90)
+    ax.set_yticks(ticks, labels, fontsize=SMALL_FONTSIZE)
     ax.set_title(f"sliced Wasserstein between blocks, epoch {record.epoch}", fontsize=10)
-    fig.colorbar(image, ax=ax, label="SW of scale-free H0 diagrams")
+    bar = fig.add_axes((0.83, ax.get_position().y0, 0.025, ax.get_position().height))
+    fig.colorbar(image, cax=bar, label="SW of scale-free H0 diagrams")
     return fig
 
 
 def adversarial_depth_profile(rows: Sequence[dict], attack: str, metric: str = "E0_1") -> Figure:
     """``metric`` of the adversarial examples against relative depth, one curve per ε
     (input space at depth 0; Magai & Ayzenberg 2022, Fig. 7)."""
-    fig = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
     chosen = [r for r in rows if r["attack"] == attack]
     budgets = sorted({r["eps"] for r in chosen})
+    first = [r for r in chosen if r["eps"] == budgets[0]] if chosen else []
+    labels = [_short(r["block"]) for r in first]
+    fig, ax = _figure((6.4, 4.0), bottom_labels=labels, bottom_angle=45, left=0.12)
     cmap = colormaps["plasma"]
     for i, eps in enumerate(budgets):
         curve = [r for r in chosen if r["eps"] == eps]
@@ -107,15 +111,12 @@ def adversarial_depth_profile(rows: Sequence[dict], attack: str, metric: str = "
             color=cmap(0.85 * i / max(len(budgets) - 1, 1)),
             label=f"ε={eps:g} (success {success:.0%})",
         )
-    if chosen:
-        first = [r for r in chosen if r["eps"] == budgets[0]]
-        ax.set_xticks([r["depth"] for r in first], [r["block"] for r in first])
-        ax.tick_params(axis="x", labelsize=7, labelrotation=45)
+    _bottom_ticks(ax, [r["depth"] for r in first], labels, 45)
     ax.set_xlabel("block (relative depth; input space at 0)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(f"{attack}: {metric} of adversarial examples", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=SMALL_FONTSIZE)
     return fig
 
 
@@ -134,5 +135,57 @@ def adversarial_curves(rows: Sequence[dict]) -> Figure:
     right.set(xlabel="ε", ylabel="PHdim of X' (input space)", title="input-space PHdim")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=SMALL_FONTSIZE)
     return fig
+
+
+def _short(name: str) -> str:
+    """Block names as tick labels: long dotted paths keep their informative end."""
+    return name if len(name) <= LABEL_CHARS else "…" + name[-(LABEL_CHARS - 1) :]
+
+
+def _label_extent(labels: Sequence[str], angle: float) -> float:
+    """Inches that tick labels at ``angle`` degrees to their axis take across it, from the
+    longest line (DejaVu Sans at 7 pt: ~0.55 em per character, 1.2 em per line)."""
+    if not labels:
+        return 0.0
+    em = SMALL_FONTSIZE / 72
+    width = 0.55 * em * max(len(line) for label in labels for line in label.split("\n"))
+    height = 1.2 * em * max(label.count("\n") + 1 for label in labels)
+    rad = np.deg2rad(angle)
+    return width * np.sin(rad) + height * np.cos(rad)
+
+
+def _figure(
+    size: tuple[float, float],
+    *,
+    bottom_labels: Sequence[str] = (),
+    bottom_angle: float = 0,
+    left_labels: Sequence[str] = (),
+    left: float = 0.0,
+    right: float = 0.97,
+    pad: float = 0.45,
+) -> tuple[Figure, Axes]:
+    """A one-axes figure with margins sized from its tick labels.
+
+    Matplotlib's layout engines measure every text artist on each draw, which costs as much
+    as drawing the plot; the monitor draws these figures during training, so margins are
+    estimated from the labels instead (names are shortened to at most LABEL_CHARS).
+    """
+    width, height = size
+    fig = Figure(figsize=size, dpi=DPI)
+    bottom = (_label_extent(bottom_labels, bottom_angle) + pad) / height
+    left = max(left, (_label_extent(left_labels, 90) + pad) / width)
+    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=1 - 0.3 / height)
+    return fig, fig.subplots()
+
+
+def _bottom_ticks(
+    ax: Axes, positions: Sequence[float], labels: Sequence[str], angle: float
+) -> None:
+    ax.set_xticks(positions, labels)
+    ax.tick_params(axis="x", labelsize=SMALL_FONTSIZE)
+    for text in ax.get_xticklabels():
+        text.set(
+            rotation=angle, ha="right", va="top" if angle < 90 else "center", rotation_mode="anchor"
+        )

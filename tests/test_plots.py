@@ -1,0 +1,89 @@
+"""Figures: the data drawn is the data given, and no text falls outside the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from topo_monitor.plots import LABEL_CHARS, adversarial_depth_profile, depth_profile, sw_heatmap
+from topo_monitor.summary import EpochRecord
+
+SHORT = ["layer1.0", "layer1.1", "layer2.0", "output"]
+LONG = [f"encoder.layers.encoder_layer_{i}.mlp" for i in range(11)] + ["heads.head", "output"]
+
+
+def records(blocks: list[str], epochs: int) -> list[EpochRecord]:
+    rng = np.random.default_rng(0)
+    L = len(blocks)
+    return [
+        EpochRecord(
+            epoch=e,
+            step=10 * e,
+            blocks=blocks,
+            depths=[(i + 1) / L for i in range(L)],
+            values={"E0_1": list(rng.random(L)), "PHdim": list(1 + 9 * rng.random(L))},
+            sw=(lambda a: (a + a.T) * (1 - np.eye(L)))(rng.random((L, L))).tolist(),
+        )
+        for e in range(epochs)
+    ]
+
+
+def assert_text_inside(fig) -> None:
+    """Everything drawn (tick labels, titles, legend, colour bar) lies within the image."""
+    canvas = FigureCanvasAgg(fig)  # what TensorBoard's add_figure renders with
+    canvas.draw()
+    drawn = fig.get_tightbbox(canvas.get_renderer())  # inches, drawn artists only
+    width, height = fig.get_size_inches()
+    tolerance = 1 / fig.dpi
+    assert drawn.x0 >= -tolerance and drawn.y0 >= -tolerance, f"cut at the left/bottom: {drawn}"
+    assert drawn.x1 <= width + tolerance and drawn.y1 <= height + tolerance, (
+        f"cut at the right/top: {drawn} in a {width} x {height} in figure"
+    )
+
+
+@pytest.mark.parametrize("blocks", [SHORT, LONG], ids=["short", "long"])
+def test_depth_profile_draws_every_epoch_inside_the_image(blocks: list[str]) -> None:
+    history = records(blocks, 7)
+    fig = depth_profile(history, "PHdim")
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert len(lines) == len(history)
+    for line, record in zip(lines, history, strict=True):
+        np.testing.assert_array_equal(line.get_xdata(), record.depths)
+        np.testing.assert_array_equal(line.get_ydata(), record.values["PHdim"])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["epoch 0", "epoch 6"]
+    ticks = [t.get_text().split("\n")[0] for t in ax.get_xticklabels()]
+    assert ticks == [b if len(b) <= LABEL_CHARS else "…" + b[-(LABEL_CHARS - 1) :] for b in blocks]
+    assert_text_inside(fig)
+
+
+def test_depth_profile_of_one_epoch_and_of_a_missing_metric() -> None:
+    fig = depth_profile(records(SHORT, 1), "E0_1")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["epoch 0"]
+    assert_text_inside(fig)
+    empty = depth_profile(records(SHORT, 2), "E1_1")
+    assert empty.axes[0].get_lines() == []
+
+
+@pytest.mark.parametrize("blocks", [SHORT, LONG], ids=["short", "long"])
+def test_sw_heatmap_shows_the_matrix_inside_the_image(blocks: list[str]) -> None:
+    record = records(blocks, 1)[0]
+    record.sw[0][1] = record.sw[1][0] = float("nan")
+    fig = sw_heatmap(record)
+    image = fig.axes[0].get_images()[0].get_array()
+    np.testing.assert_array_equal(image.data[~image.mask], np.array(record.sw)[~image.mask])
+    assert image.mask[0, 1] and image.mask[1, 0] and image.mask.sum() == 2
+    assert_text_inside(fig)
+
+
+def test_adversarial_depth_profile_inside_the_image() -> None:
+    rows = [
+        {"attack": "PGD", "eps": eps, "success_rate": 0.5, "block": b, "depth": d, "E0_1": 1.0}
+        for eps in (0.01, 0.03)
+        for b, d in zip(["input", *LONG], np.linspace(0, 1, len(LONG) + 1), strict=True)
+    ]
+    fig = adversarial_depth_profile(rows, "PGD")
+    assert len(fig.axes[0].get_lines()) == 2
+    assert_text_inside(fig)

@@ -49,7 +49,10 @@ def test_tensorboard_scalars_match_independent_gudhi_computation(tmp_path):
         for metric in ("E0_1", "E0_1_scaled", "E0_mean_lifespan", "PHdim", "PHdim_r2"):
             steps = [e.step for e in events.Scalars(f"topology/{metric}/{block}")]
             assert steps == [0, 1], (metric, block)
-    assert "topology_figures/depth_E0_1" in tags["images"]
+    assert {"topology_figures/depth_E0_1_scaled", "topology_figures/depth_PHdim"} <= set(
+        tags["images"]
+    )
+    assert "topology_figures/depth_E0_1" not in tags["images"]  # raw: blocks' scales differ
     assert "topology_figures/sw_heatmap" in tags["images"]
     assert "custom_scalars__config__" in tags["tensors"]
 
@@ -259,7 +262,7 @@ def test_figures_every_n_epochs_and_after_the_last(tmp_path):
     trainer.fit(MLP(), loader(blobs()))
     assert glob.glob(os.path.join(logger.log_dir, "events.out.tfevents.*"))
     events = read_events(logger.log_dir)
-    assert [e.step for e in events.Images("topology_figures/depth_E0_1")] == [1, 2]
+    assert [e.step for e in events.Images("topology_figures/depth_E0_1_scaled")] == [1, 2]
     assert [e.step for e in events.Images("topology_figures/sw_heatmap")] == [1, 2]
     assert "topology_figures/depth_E0_mean_lifespan" not in events.Tags()["images"]
 

@@ -3,7 +3,7 @@
     python examples/digits.py --epochs 12 --logdir runs
     tensorboard --logdir runs
 
-Every epoch, TopologyMonitor runs 100 training images per class through the network and logs,
+Every epoch, TopologyMonitor runs 50 training images per class through the network and logs,
 for every residual block and the output, the MST length E^0_1, its scale-free form, PHdim and the
 sliced-Wasserstein distances between blocks.
 """
@@ -102,7 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--logdir", default="runs")
-    parser.add_argument("--samples-per-class", type=int, default=100)
+    parser.add_argument(
+        "--samples-per-class",
+        type=int,
+        default=50,
+        help="probe images per class (digits has ~135 per class for training; 100 gives "
+        "steadier PHdim values at twice the monitoring cost)",
+    )
     parser.add_argument("--h1", action="store_true", help="also compute H1 (slower)")
     args = parser.parse_args()
 

@@ -31,6 +31,10 @@ What is timed:
   first one, which also loads matplotlib's fonts, once per process). The probe draw (once per
   fit, at train start) is shown apart and not counted.
 
+What the probe size buys (digits only): for each probe size, the spread of every block's
+class-averaged E0_1_scaled and PHdim over ``--spread-draws`` (5) probe sets drawn with different
+seeds from the same trained model, relative to its mean: smaller probes are cheaper and noisier.
+
 The target, printed with whether it is met: monitoring (amortized figures included) ≤ 25 % of a
 training epoch for the digits example with its settings (samples_per_class=50). ``--digits-spc``
 sets the probe sizes to compare (default ``50 100 300``; the first is the target's).
@@ -72,6 +76,7 @@ from topo_monitor.blocks import resolve_blocks
 from topo_monitor.probe import ProbeSet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPREAD_METRICS = ("E0_1_scaled", "PHdim")
 STAGES = ("forward", "reduction", "h0", "phdim", "sw", "h1", "other", "logging", "figures")
 LABELS = {
     "forward": "forward (probe)",
@@ -208,6 +213,24 @@ def time_monitor(
     return out
 
 
+def probe_spread(
+    model: pl.LightningModule, dataset: Dataset, samples_per_class: int, draws: int
+) -> dict[str, float]:
+    """What the probe size buys: the standard deviation over ``draws`` probe sets (seeds 0, 1,
+    ...) of each block's class-averaged value, relative to its mean (E grows with the number of
+    points, so only relative spreads compare), averaged over blocks, per metric."""
+    values: dict[str, list[list[float]]] = {metric: [] for metric in SPREAD_METRICS}
+    for seed in range(draws):
+        monitor = TopologyMonitor(samples_per_class=samples_per_class, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "fewer than samples_per_class items" (digits, 300)
+            monitor.probe = ProbeSet.from_dataset(dataset, samples_per_class, seed)
+        record = monitor.compute(model)
+        for metric in SPREAD_METRICS:
+            values[metric].append(record.values[metric])
+    return {metric: float(torch.tensor(v).std(dim=0).mean()) for metric, v in values.items()}
+
+
 def random_images(n: int, classes: int = 10, seed: int = 0) -> TensorDataset:
     """n uniform random 3×32×32 images, CIFAR-normalized, with balanced labels in random order."""
     g = torch.Generator().manual_seed(seed)
@@ -221,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits-epochs", type=int, default=3)
     parser.add_argument("--digits-repeats", type=int, default=3)
     parser.add_argument("--digits-spc", type=int, nargs="+", default=[50, 100, 300])
+    parser.add_argument("--spread-draws", type=int, default=5)
     parser.add_argument("--resnet-images", type=int, default=2000)
     parser.add_argument("--resnet-probe-per-class", type=int, default=300)
     parser.add_argument("--h1", action="store_true", help="monitor H1 as well (default: off)")
@@ -252,9 +276,11 @@ def main(argv: list[str] | None = None) -> None:
         epoch = statistics.median(epochs[1:] or epochs)
         whole_epoch = statistics.median(timer.whole[1:] or timer.whole)
         note = f"{len(train_set)} imgs, epochs " + " ".join(f"{s:.2f}" for s in epochs)
+        spreads = {}
         for spc in args.digits_spc:
             stats = time_monitor(model, trainer, train_set, spc, args.digits_repeats, args.h1)
             columns.append((f"digits spc={spc}", epoch, note, stats))
+            spreads[spc] = probe_spread(model, train_set, spc, args.spread_draws)
         # ---- ResNet-18
         pl.seed_everything(0, verbose=False)
         n_pool = max(RESNET_FULL, 10 * args.resnet_probe_per_class)
@@ -292,6 +318,16 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"  {name}: {note}; monitoring median of {stats['repeats']} run(s); figures "
             f"{stats['figures_draw']:.2f} s per draw, every {stats['cadence']} epochs"
+        )
+    print(
+        f"\nWhat the probe size buys (digits, the trained model): std / mean of each block's "
+        f"value over {args.spread_draws} probe draws (seeds 0..{args.spread_draws - 1}), "
+        "mean over blocks"
+    )
+    for spc, spread in spreads.items():
+        print(
+            f"  samples_per_class={spc:<4d}"
+            + "".join(f"  {metric} {value:6.1%}" for metric, value in spread.items())
         )
     ratio = columns[0][3]["total"] / columns[0][1]
     verdict = "met" if ratio <= TARGET else "NOT met"

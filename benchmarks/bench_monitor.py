@@ -228,7 +228,11 @@ def probe_spread(
         record = monitor.compute(model)
         for metric in SPREAD_METRICS:
             values[metric].append(record.values[metric])
-    return {metric: float(torch.tensor(v).std(dim=0).mean()) for metric, v in values.items()}
+    spread = {}
+    for metric, v in values.items():
+        table = torch.tensor(v, dtype=torch.float64)  # (draws, blocks)
+        spread[metric] = float((table.std(dim=0) / table.mean(dim=0).abs()).mean())
+    return spread
 
 
 def random_images(n: int, classes: int = 10, seed: int = 0) -> TensorDataset:

@@ -11,6 +11,7 @@ from topo_monitor.summary import EpochRecord
 
 SHORT = ["layer1.0", "layer1.1", "layer2.0", "output"]
 LONG = [f"encoder.layers.encoder_layer_{i}.mlp" for i in range(11)] + ["heads.head", "output"]
+WIDE = [f"WWWWWWWWWWWWWWWW{i}" for i in range(30)] + ["output"]  # the widest glyphs, many blocks
 
 
 def records(blocks: list[str], epochs: int) -> list[EpochRecord]:
@@ -42,7 +43,7 @@ def assert_text_inside(fig) -> None:
     )
 
 
-@pytest.mark.parametrize("blocks", [SHORT, LONG], ids=["short", "long"])
+@pytest.mark.parametrize("blocks", [SHORT, LONG, WIDE], ids=["short", "long", "wide"])
 def test_depth_profile_draws_every_epoch_inside_the_image(blocks: list[str]) -> None:
     history = records(blocks, 7)
     fig = depth_profile(history, "PHdim")
@@ -67,7 +68,7 @@ def test_depth_profile_of_one_epoch_and_of_a_missing_metric() -> None:
     assert empty.axes[0].get_lines() == []
 
 
-@pytest.mark.parametrize("blocks", [SHORT, LONG], ids=["short", "long"])
+@pytest.mark.parametrize("blocks", [SHORT, LONG, WIDE], ids=["short", "long", "wide"])
 def test_sw_heatmap_shows_the_matrix_inside_the_image(blocks: list[str]) -> None:
     record = records(blocks, 1)[0]
     record.sw[0][1] = record.sw[1][0] = float("nan")

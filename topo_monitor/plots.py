@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import text_to_path
 
 from topo_monitor.summary import EpochRecord
 
@@ -23,6 +25,9 @@ DPI = 80
 """Enough for TensorBoard's image panel; rendering cost grows with the pixel count."""
 SMALL_FONTSIZE = 7
 LABEL_CHARS = 18
+DEPTH_PAD = 0.03
+"""Depth profiles span the blocks' relative depths plus this on each side, set before drawing
+so that the margins can be sized then."""
 """Block names longer than this are shown by their end in tick labels."""
 
 METRIC_LABELS = {
@@ -47,18 +52,19 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
     Figures are built without pyplot, so nothing global is touched in the training process.
     """
     shown = [r for r in records if metric in r.values]
-    labels = []
-    if shown:
-        last = shown[-1]
-        labels = [f"{_short(b)}\n{d:.2f}" for b, d in zip(last.blocks, last.depths, strict=True)]
-    fig, ax = _figure((6.4, 4.0), bottom_labels=labels, bottom_angle=45, left=0.12)
+    last = shown[-1] if shown else None
+    fig, ax = _depth_axes(
+        [f"{_short(b)}\n{d:.2f}" for b, d in zip(last.blocks, last.depths, strict=True)]
+        if last
+        else [],
+        last.depths if last else [],
+    )
     cmap = colormaps["viridis_r"]
     lines = []
     for i, record in enumerate(shown):
         colour = cmap(0.15 + 0.85 * i / max(len(shown) - 1, 1))
         lines += ax.plot(record.depths, record.values[metric], "o-", ms=3, color=colour)
     if shown:
-        _bottom_ticks(ax, shown[-1].depths, labels, 45)
         ends = [0, len(shown) - 1] if len(shown) > 1 else [0]
         ax.legend(
             [lines[i] for i in ends],
@@ -97,8 +103,7 @@ def adversarial_depth_profile(rows: Sequence[dict], attack: str, metric: str = "
     chosen = [r for r in rows if r["attack"] == attack]
     budgets = sorted({r["eps"] for r in chosen})
     first = [r for r in chosen if r["eps"] == budgets[0]] if chosen else []
-    labels = [_short(r["block"]) for r in first]
-    fig, ax = _figure((6.4, 4.0), bottom_labels=labels, bottom_angle=45, left=0.12)
+    fig, ax = _depth_axes([_short(r["block"]) for r in first], [r["depth"] for r in first])
     cmap = colormaps["plasma"]
     for i, eps in enumerate(budgets):
         curve = [r for r in chosen if r["eps"] == eps]
@@ -111,7 +116,6 @@ def adversarial_depth_profile(rows: Sequence[dict], attack: str, metric: str = "
             color=cmap(0.85 * i / max(len(budgets) - 1, 1)),
             label=f"ε={eps:g} (success {success:.0%})",
         )
-    _bottom_ticks(ax, [r["depth"] for r in first], labels, 45)
     ax.set_xlabel("block (relative depth; input space at 0)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(f"{attack}: {metric} of adversarial examples", fontsize=10)
@@ -145,15 +149,16 @@ def _short(name: str) -> str:
 
 
 def _label_extent(labels: Sequence[str], angle: float) -> float:
-    """Inches that tick labels at ``angle`` degrees to their axis take across it, from the
-    longest line (DejaVu Sans at 7 pt: ~0.55 em per character, 1.2 em per line)."""
+    """Inches that tick labels at ``angle`` degrees to their axis take across it: the longest
+    line measured with the font's metrics (no drawing), 1.2 em per line."""
     if not labels:
         return 0.0
-    em = SMALL_FONTSIZE / 72
-    width = 0.55 * em * max(len(line) for label in labels for line in label.split("\n"))
-    height = 1.2 * em * max(label.count("\n") + 1 for label in labels)
+    font = FontProperties(size=SMALL_FONTSIZE)
+    lines = {line for label in labels for line in label.split("\n")}
+    width = max(text_to_path.get_text_width_height_descent(x, font, False)[0] for x in lines)
+    height = 1.2 * SMALL_FONTSIZE * max(label.count("\n") + 1 for label in labels)
     rad = np.deg2rad(angle)
-    return width * np.sin(rad) + height * np.cos(rad)
+    return (width * np.sin(rad) + height * np.cos(rad)) / 72
 
 
 def _figure(
@@ -165,19 +170,42 @@ def _figure(
     left: float = 0.0,
     right: float = 0.97,
     pad: float = 0.45,
+    first_tick: float | None = None,
 ) -> tuple[Figure, Axes]:
     """A one-axes figure with margins sized from its tick labels.
 
     Matplotlib's layout engines measure every text artist on each draw, which costs as much
-    as drawing the plot; the monitor draws these figures during training, so margins are
-    estimated from the labels instead (names are shortened to at most LABEL_CHARS).
+    as drawing the plot; the monitor draws these figures during training, so the margins come
+    from measuring the tick labels alone (names are shortened to at most LABEL_CHARS).
+    ``first_tick``: where the first bottom label's tick sits, as a fraction of the axes width;
+    a label turned less than 90° reaches left of its tick, and must stay in the figure.
     """
     width, height = size
     fig = Figure(figsize=size, dpi=DPI)
     bottom = (_label_extent(bottom_labels, bottom_angle) + pad) / height
-    left = max(left, (_label_extent(left_labels, 90) + pad) / width)
-    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=1 - 0.3 / height)
+    left_in = max(left * width, _label_extent(left_labels, 90) + pad)
+    if bottom_labels and first_tick is not None and first_tick < 1:
+        spill = _label_extent(bottom_labels[:1], 90 - bottom_angle)
+        # the tick is at left_in + first_tick * (right * width - left_in), which must be >= spill
+        left_in = max(left_in, (spill - first_tick * right * width) / (1 - first_tick))
+    fig.subplots_adjust(left=left_in / width, right=right, bottom=bottom, top=1 - 0.3 / height)
     return fig, fig.subplots()
+
+
+def _depth_axes(labels: Sequence[str], depths: Sequence[float]) -> tuple[Figure, Axes]:
+    """A figure for values against relative depth, ticks named after the blocks."""
+    low, high = (depths[0] if len(depths) else 0.0) - DEPTH_PAD, 1 + DEPTH_PAD
+    fig, ax = _figure(
+        (6.4, 4.0),
+        bottom_labels=labels,
+        bottom_angle=45,
+        left=0.12,
+        first_tick=(depths[0] - low) / (high - low) if len(depths) else None,
+    )
+    ax.set_xlim(low, high)
+    if len(depths):
+        _bottom_ticks(ax, depths, labels, 45)
+    return fig, ax
 
 
 def _bottom_ticks(

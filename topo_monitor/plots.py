@@ -25,10 +25,10 @@ DPI = 80
 """Enough for TensorBoard's image panel; rendering cost grows with the pixel count."""
 SMALL_FONTSIZE = 7
 LABEL_CHARS = 18
+"""Block names longer than this are shown by their end in tick labels."""
 DEPTH_PAD = 0.03
 """Depth profiles span the blocks' relative depths plus this on each side, set before drawing
 so that the margins can be sized then."""
-"""Block names longer than this are shown by their end in tick labels."""
 
 METRIC_LABELS = {
     "E0_1": "$E^0_1$ (MST length)",
@@ -52,12 +52,9 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
     Figures are built without pyplot, so nothing global is touched in the training process.
     """
     shown = [r for r in records if metric in r.values]
-    last = shown[-1] if shown else None
+    blocks, depths = (shown[-1].blocks, shown[-1].depths) if shown else ([], [])
     fig, ax = _depth_axes(
-        [f"{_short(b)}\n{d:.2f}" for b, d in zip(last.blocks, last.depths, strict=True)]
-        if last
-        else [],
-        last.depths if last else [],
+        [f"{_short(b)}\n{d:.2f}" for b, d in zip(blocks, depths, strict=True)], depths
     )
     cmap = colormaps["viridis_r"]
     lines = []

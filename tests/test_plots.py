@@ -88,3 +88,16 @@ def test_adversarial_depth_profile_inside_the_image() -> None:
     fig = adversarial_depth_profile(rows, "PGD")
     assert len(fig.axes[0].get_lines()) == 2
     assert_text_inside(fig)
+
+
+@pytest.mark.parametrize("case", ["one block", "all NaN", "tiny", "huge"])
+def test_sw_heatmap_edge_cases_stay_inside_the_image(case: str) -> None:
+    blocks = ["output"] if case == "one block" else SHORT
+    record = records(blocks, 1)[0]
+    L = len(blocks)
+    if case == "all NaN":
+        record.sw = [[float("nan")] * L for _ in range(L)]
+    elif case in ("tiny", "huge"):
+        factor = 1e-7 if case == "tiny" else 1e5
+        record.sw = (factor * np.array(record.sw)).tolist()
+    assert_text_inside(sw_heatmap(record))

@@ -82,14 +82,14 @@ def sw_heatmap(record: EpochRecord) -> Figure:
     matrix = np.array(record.sw, dtype=float)
     labels = [_short(b) for b in record.blocks]
     fig, ax = _figure(
-        (5.2, 4.6), bottom_labels=labels, bottom_angle=90, left_labels=labels, right=0.8, pad=0.2
+        (5.2, 4.6), bottom_labels=labels, bottom_angle=90, left_labels=labels, right=0.76, pad=0.2
     )
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap="magma", aspect="auto")
     ticks = np.arange(len(labels))
     _bottom_ticks(ax, ticks, labels, 90)
     ax.set_yticks(ticks, labels, fontsize=SMALL_FONTSIZE)
     ax.set_title(f"sliced Wasserstein between blocks, epoch {record.epoch}", fontsize=10)
-    bar = fig.add_axes((0.83, ax.get_position().y0, 0.025, ax.get_position().height))
+    bar = fig.add_axes((0.79, ax.get_position().y0, 0.025, ax.get_position().height))
     fig.colorbar(image, cax=bar, label="SW of scale-free H0 diagrams")
     return fig
 

@@ -101,3 +101,11 @@ def test_sw_heatmap_edge_cases_stay_inside_the_image(case: str) -> None:
         factor = 1e-7 if case == "tiny" else 1e5
         record.sw = (factor * np.array(record.sw)).tolist()
     assert_text_inside(sw_heatmap(record))
+
+
+@pytest.mark.parametrize("scale", [1e-7, -3e4, 1e9])
+def test_depth_profile_of_extreme_values_stays_inside_the_image(scale: float) -> None:
+    history = records(LONG, 3)
+    for record in history:
+        record.values["PHdim"] = (scale * (1 + np.array(record.values["PHdim"]))).tolist()
+    assert_text_inside(depth_profile(history, "PHdim"))

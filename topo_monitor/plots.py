@@ -200,6 +200,8 @@ def _depth_axes(labels: Sequence[str], depths: Sequence[float]) -> tuple[Figure,
         first_tick=(depths[0] - low) / (high - low) if len(depths) else None,
     )
     ax.set_xlim(low, high)
+    # Short y tick labels whatever the values (×10^k above the axis), so the left margin holds.
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     if len(depths):
         _bottom_ticks(ax, depths, labels, 45)
     return fig, ax

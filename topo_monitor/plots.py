@@ -89,7 +89,8 @@ def sw_heatmap(record: EpochRecord) -> Figure:
     _bottom_ticks(ax, ticks, labels, 90)
     ax.set_yticks(ticks, labels, fontsize=SMALL_FONTSIZE)
     ax.set_title(f"sliced Wasserstein between blocks, epoch {record.epoch}", fontsize=10)
-    bar = fig.add_axes((0.79, ax.get_position().y0, 0.025, ax.get_position().height))
+    box = ax.get_position()
+    bar = fig.add_axes((box.x1 + 0.03, box.y0, 0.025, box.height))
     fig.colorbar(image, cax=bar, label="SW of scale-free H0 diagrams")
     return fig
 

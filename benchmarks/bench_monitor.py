@@ -153,6 +153,13 @@ def train(
     return trainer, timer
 
 
+def draw_probe(monitor: TopologyMonitor, dataset: Dataset) -> None:
+    """Draw the monitor's probe set from ``dataset``, as the callback does at train start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "fewer than samples_per_class items" (digits, 300)
+        monitor.probe = ProbeSet.from_dataset(dataset, monitor.samples_per_class, monitor.seed)
+
+
 def time_monitor(
     model: pl.LightningModule,
     trainer: pl.Trainer,
@@ -168,9 +175,7 @@ def time_monitor(
     cadence = monitor.figures_every_n_epochs
     monitor.figures_every_n_epochs = None  # figures are timed apart, below
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "fewer than samples_per_class items" (digits, 300)
-        monitor.probe = ProbeSet.from_dataset(dataset, samples_per_class, monitor.seed)
+    draw_probe(monitor, dataset)
     probe_seconds = time.perf_counter() - start
     monitor._hooked = resolve_blocks(model, monitor.blocks)  # what setup() does
     runs: list[dict[str, float]] = []
@@ -222,9 +227,7 @@ def probe_spread(
     values: dict[str, list[list[float]]] = {metric: [] for metric in SPREAD_METRICS}
     for seed in range(draws):
         monitor = TopologyMonitor(samples_per_class=samples_per_class, seed=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "fewer than samples_per_class items" (digits, 300)
-            monitor.probe = ProbeSet.from_dataset(dataset, samples_per_class, seed)
+        draw_probe(monitor, dataset)
         record = monitor.compute(model)
         for metric in SPREAD_METRICS:
             values[metric].append(record.values[metric])

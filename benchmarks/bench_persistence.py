@@ -3,7 +3,7 @@
 What is measured, for Gaussian float32 clouds (fixed seed) of n = 300, 1000, 3000 points in
 d = 64 and 512 dimensions, all in one process with the same number of torch threads:
 
-* ours    ``topo_monitor.persistence.h0_death_times(X)`` on a CPU torch tensor (distances in
+* ours    ``topo_monitor.h0_death_times(X)`` on a CPU torch tensor (distances in
           float64, then Prim's algorithm in torch);
 * gudhi   ``gudhi.RipsComplex(points=X).create_simplex_tree(max_dimension=1)`` followed by
           ``compute_persistence()`` (H0 only, since the complex has no triangles);
@@ -43,7 +43,7 @@ import torch
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial.distance import pdist, squareform
 
-from topo_monitor.persistence import h0_death_times
+from topo_monitor import h0_death_times
 
 METHODS = ("ours", "gudhi", "scipy", "cdist")
 GUDHI_TARGET = 20.0  # ours at least this many times faster than gudhi ...

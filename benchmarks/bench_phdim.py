@@ -1,6 +1,6 @@
 """Accuracy of PHdim against TwoNN and MLE on manifolds of known intrinsic dimension.
 
-What is measured: ``topo_monitor.dimension.ph_dimension`` (default sizes, 3 draws per size) against
+What is measured: ``topo_monitor.ph_dimension`` (default sizes, 3 draws per size) against
 the TwoNN (Facco et al. 2017) and MLE (Levina & Bickel 2005, Haro et al. 2008) estimators of
 scikit-dimension (``skdim.id.TwoNN()`` and ``skdim.id.MLE()`` with their default parameters: TwoNN
 fits a line after discarding the 10 % largest ratios, MLE uses 20 neighbours and combines the
@@ -42,7 +42,7 @@ import warnings
 import numpy as np
 import torch
 
-from topo_monitor.dimension import ph_dimension
+from topo_monitor import ph_dimension
 
 ESTIMATORS = ("PHdim", "TwoNN", "MLE")
 

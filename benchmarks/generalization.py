@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from topo_monitor import TopologicalEarlyStopping, TopologyMonitor
-from topo_monitor.generalization import (
+from topo_monitor.analysis.generalization import (
     BASELINE_FEATURES,
     CalibrationSet,
     GeneralizationPredictor,

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from digits import DigitsResNet, digits_datasets
 
 from topo_monitor import AdversarialTable, adversarial_topology
-from topo_monitor.plots import adversarial_curves, adversarial_depth_profile
+from topo_monitor.reporting.plots import adversarial_curves, adversarial_depth_profile
 
 EPS = (0.0, 0.05, 0.1, 0.2)
 

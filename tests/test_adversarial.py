@@ -8,7 +8,7 @@ import torchattacks
 from sklearn.datasets import load_digits
 from torch import nn
 
-from topo_monitor.adversarial import adversarial_topology, macro_f1
+from topo_monitor.analysis.adversarial import adversarial_topology, macro_f1
 
 
 @pytest.fixture(scope="module")

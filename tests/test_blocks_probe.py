@@ -12,8 +12,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision.models import resnet18
 
 from topo_monitor import TopologyMonitor
-from topo_monitor.blocks import candidate_blocks, reduce_output, resolve_blocks
-from topo_monitor.probe import ProbeSet
+from topo_monitor.probing import ProbeSet, candidate_blocks, reduce_output, resolve_blocks
 
 
 def gudhi_e0(points: np.ndarray) -> float:
@@ -234,7 +233,7 @@ def test_module_called_twice_gives_two_blocks_in_execution_order():
     # Names given out of order, and batches of 7: per-call keys must restart every batch.
     monitor = TopologyMonitor(blocks=["mid", "shared"], metrics=("e0",), batch_size=7)
     monitor.probe = _probe()
-    record = monitor.compute(model)
+    record = monitor.measure(model)
     assert record.blocks == ["shared", "mid", "shared#2", "output"]
 
     x, labels = monitor.probe.inputs, monitor.probe.labels
@@ -300,7 +299,7 @@ def test_compute_restores_modes_random_state_and_hooks():
     py_state = random.getstate()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no block may be skipped or NaN here
-        record = monitor.compute(model)
+        record = monitor.measure(model)
     assert record.blocks == ["bn", "act", "output"]
 
     # During the forward pass: eval mode, no gradients; BN statistics untouched.
@@ -328,7 +327,7 @@ def test_compute_cleans_up_when_the_forward_pass_raises():
     monitor = TopologyMonitor(blocks=["lin", "bn"], metrics=("e0",))
     monitor.probe = _probe()
     with pytest.raises(RuntimeError, match="boom"):
-        monitor.compute(model)
+        monitor.measure(model)
     assert _modes(model) == modes
     assert torch.is_grad_enabled()
     assert all(not m._forward_hooks for m in model.modules())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from topo_monitor.dimension import default_sizes, ph_dimension, ph_dimensions
-from topo_monitor.persistence import h0_death_times
+from topo_monitor.tda.dimension import default_sizes, ph_dimension, ph_dimensions
+from topo_monitor.tda.persistence import h0_death_times
 
 
 def embedded_cube(rng, n, d, ambient=50):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from gudhi.representations import SlicedWassersteinDistance
 
-from topo_monitor.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
 
 
 def random_diagram(rng, k):

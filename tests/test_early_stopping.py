@@ -6,7 +6,7 @@ import pytest
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from helpers import MLP, blobs, loader, quiet_trainer
-from topo_monitor import EpochRecord, TopologicalEarlyStopping, TopologyMonitor
+from topo_monitor import TopologicalEarlyStopping, TopologyMonitor, TopologyRecord
 
 
 class ScriptedMonitor(TopologyMonitor):
@@ -16,9 +16,9 @@ class ScriptedMonitor(TopologyMonitor):
         super().__init__(samples_per_class=5, metrics=("e0",), **kwargs)
         self.sequence = sequence
 
-    def compute(self, model, epoch=0, step=0):
+    def measure(self, model, epoch=None, step=None):
         value = self.sequence[epoch]
-        return EpochRecord(
+        return TopologyRecord(
             epoch=epoch,
             step=step,
             blocks=["hidden", "output"],

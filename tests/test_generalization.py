@@ -8,16 +8,15 @@ import pytest
 from scipy import stats
 
 from helpers import MLP, blobs, loader, quiet_trainer
-from topo_monitor import TopologyMonitor
-from topo_monitor.generalization import (
+from topo_monitor import PredictedTestAccuracy, TopologyMonitor
+from topo_monitor.analysis.baselines import mean_margin
+from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
     features_from_record,
     kendall_tau,
-    mean_margin,
     pearson_r,
 )
-from topo_monitor.predicted_accuracy import PredictedTestAccuracy
 
 
 def synthetic(n=30, relation="topology", seed=0):

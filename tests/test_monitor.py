@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
@@ -184,20 +184,6 @@ def test_tuple_outputs_and_inplace_relu_give_the_right_values(tmp_path):
         assert record.values["E0_1"][i] == pytest.approx(expected, rel=1e-5)
 
 
-def test_csv_logger_gets_scalars_and_one_warning(tmp_path):
-    logger = CSVLogger(tmp_path, name="csv")
-    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
-    trainer = quiet_trainer(max_epochs=2, callbacks=[monitor], logger=logger)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(MLP(), loader(blobs()))
-    figure_warnings = [w for w in caught if "no TensorBoard logger" in str(w.message)]
-    assert len(figure_warnings) == 1
-    header = open(os.path.join(logger.log_dir, "metrics.csv")).readline()
-    assert "topology/E0_1/output" in header
-    assert os.path.exists(os.path.join(logger.log_dir, "topology_history.jsonl"))
-
-
 def test_without_logger_history_and_callback_metrics_still_work(tmp_path):
     monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",), every_n_epochs=2)
     trainer = quiet_trainer(
@@ -277,7 +263,7 @@ def test_classes_of_different_sizes_are_all_measured():
     model = MLP()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no block may be reported as a problem
-        record = monitor.compute(model)
+        record = monitor.measure(model)
     assert [int((monitor.probe.labels == c).sum()) for c in range(3)] == [50, 40, 25]
     assert np.isfinite(record.per_class["PHdim"]).all()
     model.eval()

@@ -7,19 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from topo_monitor import persistence
-from topo_monitor._validation import random_orders
-from topo_monitor.persistence import (
+from topo_monitor.tda import mst
+from topo_monitor.tda.mst import (
     _prim_numpy,
     _prim_torch,
+    stacked_squared_distances,
+    subcloud_mst_lengths,
+)
+from topo_monitor.tda.persistence import (
     barcode,
     cloud_scale,
     h0_death_times,
     mean_lifespan,
-    stacked_squared_distances,
-    subcloud_mst_lengths,
     total_persistence,
 )
+from topo_monitor.tda.sampling import random_orders
 
 
 def gudhi_diagram(points: np.ndarray, dim: int) -> np.ndarray:
@@ -81,7 +83,7 @@ def test_subcloud_mst_lengths_match_gudhi(rng, monkeypatch, gather_elements):
     # sizes that fall in one batch (padded to its largest) and in separate batches; with a small
     # memory bound, each batch's sub-matrices are gathered a few at a time.
     if gather_elements is not None:
-        monkeypatch.setattr(persistence, "CHUNK_ELEMENTS", gather_elements)
+        monkeypatch.setattr(mst, "CHUNK_ELEMENTS", gather_elements)
     clouds = [rng.normal(size=(n, d)) for n, d in [(60, 3), (45, 8), (30, 2)]]
     D2 = stacked_squared_distances([torch.from_numpy(c) for c in clouds], padding=math.inf)
     source = np.array([0, 1, 2, 0, 1, 2, 0])

@@ -6,19 +6,24 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from topo_monitor.plots import LABEL_CHARS, adversarial_depth_profile, depth_profile, sw_heatmap
-from topo_monitor.summary import EpochRecord
+from topo_monitor import TopologyRecord
+from topo_monitor.reporting.plots import (
+    LABEL_CHARS,
+    adversarial_depth_profile,
+    depth_profile,
+    sw_heatmap,
+)
 
 SHORT = ["layer1.0", "layer1.1", "layer2.0", "output"]
 LONG = [f"encoder.layers.encoder_layer_{i}.mlp" for i in range(11)] + ["heads.head", "output"]
 WIDE = [f"WWWWWWWWWWWWWWWW{i}" for i in range(30)] + ["output"]  # the widest glyphs, many blocks
 
 
-def records(blocks: list[str], epochs: int) -> list[EpochRecord]:
+def records(blocks: list[str], epochs: int) -> list[TopologyRecord]:
     rng = np.random.default_rng(0)
     L = len(blocks)
     return [
-        EpochRecord(
+        TopologyRecord(
             epoch=e,
             step=10 * e,
             blocks=blocks,

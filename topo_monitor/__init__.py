@@ -1,47 +1,98 @@
 """topo-monitor: the topology and intrinsic dimension of what a network learns, while it trains.
 
-The mathematics (:mod:`~topo_monitor.persistence`, :mod:`~topo_monitor.dimension`,
-:mod:`~topo_monitor.distances`) is plain torch/NumPy/gudhi and can be used on its own.
+Layers, each usable on its own:
+
+* :mod:`topo_monitor.tda` — pure mathematics (MST engine, persistence, PHdim, distances);
+* :mod:`topo_monitor.probing` — measuring a model: :func:`measure` → :class:`TopologyRecord`;
+* :mod:`topo_monitor.analysis` — baselines, generalization prediction, stopping rules,
+  adversarial topology;
+* :mod:`topo_monitor.reporting` — loggers, history file, figures;
+* :mod:`topo_monitor.callbacks` — the Lightning callbacks.
+
+``import topo_monitor`` imports torch and NumPy only. Lightning (which itself imports matplotlib
+through torchmetrics) loads when a callback is first used, gudhi with the first H1 barcode,
+matplotlib with the first figure, torchattacks with the first attack.
 """
 
-from topo_monitor.adversarial import AdversarialTable, adversarial_topology
-from topo_monitor.adversarial_monitor import AdversarialTopologyMonitor
-from topo_monitor.dimension import PHDimResult, ph_dimension
-from topo_monitor.distances import distance_matrix, sliced_wasserstein
-from topo_monitor.early_stopping import TopologicalEarlyStopping
-from topo_monitor.generalization import CalibrationSet, GeneralizationPredictor
-from topo_monitor.monitor import TopologyMonitor
-from topo_monitor.persistence import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from topo_monitor.analysis import (
+    AdversarialTable,
+    CalibrationSet,
+    GeneralizationPredictor,
+    PlateauRule,
+    adversarial_topology,
+    features_from_record,
+)
+from topo_monitor.probing import ProbeSet, SummaryConfig, TopologyRecord, measure
+from topo_monitor.reporting import read_history
+from topo_monitor.tda import (
+    PHDimResult,
     barcode,
     cloud_scale,
+    distance_matrix,
     h0_death_times,
     mean_lifespan,
+    ph_dimension,
+    sliced_wasserstein,
     total_persistence,
 )
-from topo_monitor.predicted_accuracy import PredictedTestAccuracy
-from topo_monitor.probe import ProbeSet
-from topo_monitor.summary import EpochRecord
+
+if TYPE_CHECKING:
+    from topo_monitor.callbacks import (
+        AdversarialTopologyMonitor,
+        PredictedTestAccuracy,
+        TopologicalEarlyStopping,
+        TopologyMonitor,
+    )
 
 __version__ = "0.1.0"
+
+_CALLBACKS = (
+    "AdversarialTopologyMonitor",
+    "PredictedTestAccuracy",
+    "TopologicalEarlyStopping",
+    "TopologyMonitor",
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The callbacks, imported with Lightning on first use (PEP 562)."""
+    if name in _CALLBACKS:
+        return getattr(importlib.import_module("topo_monitor.callbacks"), name)
+    raise AttributeError(f"module 'topo_monitor' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AdversarialTable",
     "AdversarialTopologyMonitor",
     "CalibrationSet",
-    "EpochRecord",
     "GeneralizationPredictor",
     "PHDimResult",
+    "PlateauRule",
     "PredictedTestAccuracy",
     "ProbeSet",
+    "SummaryConfig",
     "TopologicalEarlyStopping",
     "TopologyMonitor",
+    "TopologyRecord",
     "adversarial_topology",
     "barcode",
     "cloud_scale",
     "distance_matrix",
+    "features_from_record",
     "h0_death_times",
     "mean_lifespan",
+    "measure",
     "ph_dimension",
+    "read_history",
     "sliced_wasserstein",
     "total_persistence",
 ]

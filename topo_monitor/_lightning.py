@@ -7,23 +7,9 @@ are installed, our callbacks derive from both base classes, so either Trainer ac
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
 
-from torch.utils.data import Dataset
-
-from topo_monitor.probe import ProbeSet
-
-__all__ = [
-    "CALLBACK_BASES",
-    "draw_probe",
-    "pl",
-    "rank_zero_info",
-    "rank_zero_warn",
-    "tensorboard_writers",
-    "train_dataset",
-]
+__all__ = ["CALLBACK_BASES", "pl", "rank_zero_info", "rank_zero_warn"]
 
 
 def _import(name: str) -> ModuleType | None:
@@ -45,37 +31,3 @@ CALLBACK_BASES: tuple[type, ...] = tuple(m.Callback for m in _packages)
 _rank_zero = importlib.import_module(pl.__name__ + ".utilities.rank_zero")
 rank_zero_warn = _rank_zero.rank_zero_warn
 rank_zero_info = _rank_zero.rank_zero_info
-
-
-def tensorboard_writers(trainer: Any) -> list[Any]:
-    """The SummaryWriters of the trainer's loggers that take figures and layouts."""
-    experiments = (getattr(logger, "experiment", None) for logger in trainer.loggers)
-    return [e for e in experiments if hasattr(e, "add_figure") and hasattr(e, "add_custom_scalars")]
-
-
-def draw_probe(
-    trainer: Any,
-    source: Dataset | None,
-    samples_per_class: int,
-    seed: int,
-    unpack: Callable[[Any], tuple[Any, Any]],
-) -> ProbeSet:
-    """A callback's probe set, drawn from ``source`` or else from the training dataset."""
-    dataset = source if source is not None else train_dataset(trainer)
-    return ProbeSet.from_dataset(dataset, samples_per_class, seed, unpack)
-
-
-def train_dataset(trainer: Any) -> Dataset:
-    """The map-style dataset behind the trainer's training dataloader (the first of several)."""
-    loader = trainer.train_dataloader
-    if isinstance(loader, Mapping):
-        loader = next(iter(loader.values()))
-    elif isinstance(loader, (list, tuple)):
-        loader = loader[0]
-    dataset = getattr(loader, "dataset", None)
-    if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-        raise ValueError(
-            "TopologyMonitor cannot draw a probe set from the training dataloader (no map-style "
-            "dataset): pass probe=(inputs, labels) or probe=<Dataset>"
-        )
-    return dataset

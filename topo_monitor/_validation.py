@@ -1,4 +1,4 @@
-"""Input checks and randomness shared by the mathematical modules (no Lightning here)."""
+"""Input checks shared by every layer: one-line argument validation, point clouds, diagrams."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
-Generatorish = torch.Generator | np.random.Generator | int | None
 
 
 def check(condition: bool, message: str) -> None:
@@ -67,52 +65,3 @@ def as_diagram(bars: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> n
             "(topo_monitor.persistence.barcode returns finite bars only)"
         )
     return arr
-
-
-def as_generator(generator: Generatorish) -> torch.Generator | np.random.Generator:
-    """A private random generator: an int is a seed, ``None`` means seed 0.
-
-    Results are reproducible and the global RNG streams (those training draws from) stay untouched.
-    Convert once per public call: seeding again for every draw would repeat the same draw.
-    """
-    if isinstance(generator, (torch.Generator, np.random.Generator)):
-        return generator
-    if generator is None or isinstance(generator, (int, np.integer)):
-        return torch.Generator().manual_seed(0 if generator is None else int(generator))
-    raise TypeError(
-        "generator must be a torch.Generator, numpy.random.Generator, int seed or None, "
-        f"got {type(generator).__name__}"
-    )
-
-
-def random_orders(
-    counts: Sequence[int], length: int, generator: torch.Generator | np.random.Generator
-) -> torch.Tensor:
-    """Uniformly random orderings of several index ranges, all drawn at once.
-
-    Parameters
-    ----------
-    counts : sequence of R ints
-        Row ``r`` orders ``range(counts[r])``.
-    length : int
-        How many leading indices of each ordering to keep, at most ``max(counts)``. The first
-        ``k <= counts[r]`` of row ``r`` are a uniform random subsample of size ``k``; positions
-        from ``counts[r]`` on hold the indices ``counts[r], ..., max(counts) - 1`` (padding of
-        clouds stacked to the largest, see :func:`topo_monitor.persistence.subcloud_mst_lengths`).
-    generator : torch.Generator or numpy.random.Generator
-
-    Returns
-    -------
-    torch.Tensor, shape (R, length), int64, on the CPU
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    shape = (len(counts), int(counts.max(initial=0)))
-    if length > shape[1]:
-        raise ValueError(f"cannot draw {length} distinct points from {shape[1]}")
-    if isinstance(generator, np.random.Generator):
-        keys = torch.from_numpy(generator.random(shape))
-    else:
-        keys = torch.rand(shape, generator=generator, dtype=torch.float64)
-    padding = torch.arange(shape[1], dtype=torch.float64)
-    keys = torch.where(padding < torch.from_numpy(counts)[:, None], keys, 2.0 + padding)
-    return keys.argsort(dim=1)[:, :length]

@@ -11,14 +11,17 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 
-from topo_monitor.summary import EpochRecord
+from topo_monitor.probing.record import TopologyRecord
 
 __all__ = [
+    "FIGURE_METRICS",
     "METRIC_LABELS",
     "adversarial_curves",
     "adversarial_depth_profile",
+    "adversarial_figures",
     "depth_profile",
     "sw_heatmap",
+    "topology_figures",
 ]
 
 DPI = 80
@@ -29,6 +32,11 @@ LABEL_CHARS = 18
 DEPTH_PAD = 0.03
 """Depth profiles span the blocks' relative depths plus this on each side, set before drawing
 so that the margins can be sized then."""
+
+FIGURE_METRICS = ("E0_1_scaled", "PHdim", "E1_1_scaled")
+"""Metrics drawn as depth profiles. A depth profile compares blocks, whose activations have
+different scales: raw E and mean lifespans would compare those scales, so only the scale-free
+forms and PHdim are drawn; every metric is in the scalars and the history."""
 
 METRIC_LABELS = {
     "E0_1": "$E^0_1$ (MST length)",
@@ -42,7 +50,35 @@ METRIC_LABELS = {
 }
 
 
-def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
+def topology_figures(history: Sequence[TopologyRecord]) -> dict[str, Figure]:
+    """What :class:`~topo_monitor.TopologyMonitor` draws, by tag: a depth profile of every
+    scale-free metric over the whole history, and the newest record's SW heatmap."""
+    newest = history[-1]
+    figures = {
+        f"topology_figures/depth_{metric}": depth_profile(history, metric)
+        for metric in newest.values
+        if metric in FIGURE_METRICS
+    }
+    if newest.sw is not None:
+        figures["topology_figures/sw_heatmap"] = sw_heatmap(newest)
+    return figures
+
+
+def adversarial_figures(rows: Sequence[dict]) -> dict[str, Figure]:
+    """What :class:`~topo_monitor.AdversarialTopologyMonitor` draws, by tag: per attack, the
+    scale-free E^0_1 of its examples against depth; and success rate and input-space PHdim
+    against ε."""
+    figures = {
+        f"adversarial/{attack}/depth_E0_1_scaled": adversarial_depth_profile(
+            rows, attack, "E0_1_scaled"
+        )
+        for attack in dict.fromkeys(r["attack"] for r in rows)
+    }
+    figures["adversarial/curves"] = adversarial_curves(rows)
+    return figures
+
+
+def depth_profile(records: Sequence[TopologyRecord], metric: str) -> Figure:
     """One curve per epoch of ``metric`` (class-averaged) against relative depth.
 
     Later epochs are drawn darker, so "topological simplification" during training shows as the
@@ -65,7 +101,7 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
         ends = [0, len(shown) - 1] if len(shown) > 1 else [0]
         ax.legend(
             [lines[i] for i in ends],
-            [f"epoch {shown[i].epoch}" for i in ends],
+            [_when(shown[i], i) for i in ends],
             fontsize=SMALL_FONTSIZE,
             title="darker = later" if len(shown) > 2 else None,
             title_fontsize=SMALL_FONTSIZE,
@@ -77,7 +113,7 @@ def depth_profile(records: Sequence[EpochRecord], metric: str) -> Figure:
     return fig
 
 
-def sw_heatmap(record: EpochRecord) -> Figure:
+def sw_heatmap(record: TopologyRecord) -> Figure:
     """The L×L sliced-Wasserstein distances between the blocks' diagrams (paper 001, Fig. 5)."""
     matrix = np.array(record.sw, dtype=float)
     labels = [_short(b) for b in record.blocks]
@@ -88,7 +124,8 @@ def sw_heatmap(record: EpochRecord) -> Figure:
     ticks = np.arange(len(labels))
     _bottom_ticks(ax, ticks, labels, 90)
     ax.set_yticks(ticks, labels, fontsize=SMALL_FONTSIZE)
-    ax.set_title(f"sliced Wasserstein between blocks, epoch {record.epoch}", fontsize=10)
+    title = "sliced Wasserstein between blocks"
+    ax.set_title(title if record.epoch is None else f"{title}, epoch {record.epoch}", fontsize=10)
     box = ax.get_position()
     bar = fig.add_axes((box.x1 + 0.03, box.y0, 0.025, box.height))
     fig.colorbar(image, cax=bar, label="SW of scale-free H0 diagrams")
@@ -139,6 +176,10 @@ def adversarial_curves(rows: Sequence[dict]) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=SMALL_FONTSIZE)
     return fig
+
+
+def _when(record: TopologyRecord, index: int) -> str:
+    return f"epoch {record.epoch}" if record.epoch is not None else f"record {index}"
 
 
 def _short(name: str) -> str:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from math import nan
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
-from topo_monitor._lightning import (
-    CALLBACK_BASES,
-    draw_probe,
-    pl,
-    rank_zero_warn,
-    tensorboard_writers,
-)
+from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
-from topo_monitor.adversarial import DEFAULT_EPS, INPUT, adversarial_topology
-from topo_monitor.probe import ProbeSet, default_unpack
+from topo_monitor.analysis.adversarial import (
+    DEFAULT_EPS,
+    INPUT,
+    adversarial_config,
+    adversarial_topology,
+)
+from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
+from topo_monitor.probing.probe import ProbeSet, default_unpack, loader_dataset
+from topo_monitor.reporting.loggers import FigureWriter, log_metrics
 
 __all__ = ["AdversarialTopologyMonitor"]
 
@@ -58,7 +58,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
         attacks: Sequence[Any] = ("FGSM", "MIFGSM", "PGD"),
         eps: Sequence[float] = DEFAULT_EPS,
         every_n_epochs: int = 5,
-        blocks: str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]] = "auto",
+        blocks: BlocksSpec = "auto",
         reduction: str = "gap",
         homology_dims: Sequence[int] = (0, 1),
         mean: Sequence[float] | None = None,
@@ -77,6 +77,8 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
             raise ValueError("attacks must name at least one attack")
         if not eps or any(not 0 <= e <= 1 for e in eps):
             raise ValueError(f"eps must be budgets in [0, 1], got {eps!r}")
+        adversarial_config(homology_dims)  # the checks every entry point makes
+        check_probing_options(reduction=reduction, seed=seed)
         self.samples_per_class = samples_per_class
         self.every_n_epochs = every_n_epochs
         self.seed = seed
@@ -95,6 +97,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
         self._probe_source = probe
         self.probe = ProbeSet.given(probe)
         self.history: list[dict[str, Any]] = []
+        self.figures = FigureWriter(type(self).__name__)
 
     @property
     def state_key(self) -> str:
@@ -108,13 +111,20 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.probe is None and trainer.is_global_zero:
-            self.probe = draw_probe(
-                trainer, self._probe_source, self.samples_per_class, self.seed, self.unpack
+            source = self._probe_source
+            if source is None:
+                source = loader_dataset(trainer.train_dataloader)
+            self.probe = ProbeSet.from_dataset(
+                source, self.samples_per_class, self.seed, self.unpack
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs != 0 or not trainer.is_global_zero:
+        if (epoch + 1) % self.every_n_epochs != 0:
+            return
+        # trainer.log_dir is a collective under DDP: every rank reads it.
+        directory = trainer.log_dir or trainer.default_root_dir
+        if not trainer.is_global_zero:
             return
         try:
             table = adversarial_topology(
@@ -126,27 +136,13 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
             )
             return
         self.history.append({"epoch": epoch, "rows": table.rows, "timings": table.timings})
-        self._log(trainer, epoch, table.rows)
+        scalars = {
+            f"adversarial/{row['attack']}/{quantity}/eps={row['eps']:g}": row.get(quantity, nan)
+            for row in table.rows
+            if row["block"] == INPUT
+            for quantity in ("success_rate", "accuracy", "PHdim")
+        }
+        log_metrics(trainer.loggers, scalars, step=epoch)
+        from topo_monitor.reporting.plots import adversarial_figures
 
-    def _log(self, trainer: pl.Trainer, epoch: int, rows: list[dict[str, Any]]) -> None:
-        from topo_monitor.plots import adversarial_curves, adversarial_depth_profile
-
-        scalars = {}
-        for row in rows:
-            if row["block"] != INPUT:
-                continue
-            for quantity in ("success_rate", "accuracy", "PHdim"):
-                value = row.get(quantity, math.nan)
-                if math.isfinite(value):
-                    scalars[f"adversarial/{row['attack']}/{quantity}/eps={row['eps']:g}"] = value
-        for logger in trainer.loggers:
-            logger.log_metrics(scalars, step=epoch)
-        for writer in tensorboard_writers(trainer):
-            for attack in dict.fromkeys(r["attack"] for r in rows):
-                writer.add_figure(
-                    f"adversarial/{attack}/depth_E0_1_scaled",
-                    adversarial_depth_profile(rows, attack, "E0_1_scaled"),
-                    global_step=epoch,
-                )
-            writer.add_figure("adversarial/curves", adversarial_curves(rows), global_step=epoch)
-            writer.flush()
+        self.figures.write(trainer.loggers, adversarial_figures(table.rows), epoch, directory)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 
-__all__ = ["ProbeSet", "dataset_labels", "default_unpack"]
+__all__ = ["ProbeSet", "dataset_labels", "default_unpack", "loader_dataset"]
 
 _INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_ids")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
@@ -160,3 +160,19 @@ def _slice(inputs: Any, part: slice) -> Any:
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(_slice(v, part) for v in inputs)
     raise TypeError(f"cannot batch probe inputs of type {type(inputs).__name__}")
+
+
+def loader_dataset(loader: Any) -> Dataset:
+    """The map-style dataset behind a dataloader, or behind the first of several (a list or a
+    dict of loaders, as Lightning's ``trainer.train_dataloader`` may be): a probe set's source."""
+    if isinstance(loader, Mapping):
+        loader = next(iter(loader.values()))
+    elif isinstance(loader, (list, tuple)):
+        loader = loader[0]
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise ValueError(
+            "cannot draw a probe set from the training dataloader (no map-style dataset): pass "
+            "probe=(inputs, labels) or probe=<Dataset>"
+        )
+    return dataset

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from topo_monitor.summary import EpochRecord
+from topo_monitor.probing.record import TopologyRecord
 
 __all__ = [
     "BASELINE_FEATURES",
@@ -29,7 +29,6 @@ __all__ = [
     "RunRecord",
     "features_from_record",
     "kendall_tau",
-    "mean_margin",
     "pearson_r",
 ]
 
@@ -124,7 +123,7 @@ def _nan_to_null(obj: Any) -> Any:
 
 
 def features_from_record(
-    record: EpochRecord, train_loss: float | None = None, block: int | str = -2
+    record: TopologyRecord, train_loss: float | None = None, block: int | str = -2
 ) -> dict[str, float]:
     """Test-free features of one monitored epoch, for a calibration record or a prediction.
 
@@ -145,19 +144,6 @@ def features_from_record(
     if train_loss is not None:
         features["train_loss"] = float(train_loss)
     return features
-
-
-def mean_margin(logits: Any, labels: Any) -> float:
-    """Mean over inputs of (logit of the true class − largest other logit); NaN if the outputs
-    are not class scores (fewer columns than classes). Positive when most inputs are right."""
-    scores = np.asarray(logits.cpu() if hasattr(logits, "cpu") else logits, dtype=float)
-    y = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels, dtype=int)
-    if scores.ndim != 2 or scores.shape[1] < 2 or y.max() >= scores.shape[1]:
-        return math.nan
-    true = scores[np.arange(len(y)), y]
-    others = scores.copy()
-    others[np.arange(len(y)), y] = -np.inf
-    return float(np.mean(true - others.max(axis=1)))
 
 
 def pearson_r(x: np.ndarray, y: np.ndarray) -> float:

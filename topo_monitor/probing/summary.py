@@ -2,8 +2,8 @@
 
 Pure functions: no Lightning, no logging. Each quantity is computed on the cloud of every class and
 averaged over classes (Magai & Ayzenberg 2022), or on the whole cloud with ``per_class=False``.
-The :class:`EpochRecord` is the single source of truth that every sink (TensorBoard, history file,
-``trainer.callback_metrics``, early stopping) reads.
+:class:`SummaryConfig` says what to compute and checks itself, so every entry point (``measure``,
+the callbacks, ``adversarial_topology``) rejects the same bad options with the same message.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from topo_monitor.dimension import ph_dimensions
-from topo_monitor.distances import distance_matrix
-from topo_monitor.persistence import (
+from topo_monitor._validation import check, is_positive_int
+from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.tda.dimension import ph_dimensions
+from topo_monitor.tda.distances import distance_matrix
+from topo_monitor.tda.persistence import (
     barcode,
     cloud_scale,
     h0_death_times_many,
@@ -29,7 +31,6 @@ from topo_monitor.persistence import (
 
 __all__ = [
     "METRICS",
-    "EpochRecord",
     "SummaryConfig",
     "lifespan_names",
     "metric_names",
@@ -43,7 +44,29 @@ METRICS = ("e0", "phdim", "sw")
 
 @dataclass(frozen=True)
 class SummaryConfig:
-    """What to compute. See :class:`topo_monitor.TopologyMonitor` for the meaning of each field."""
+    """What to compute, checked on construction. Sequences are stored as sorted tuples.
+
+    Parameters
+    ----------
+    metrics : subset of {"e0", "phdim", "sw"}
+        ``"e0"``: lifespan sums E^i (for every i in ``homology_dims``); ``"phdim"``; ``"sw"``:
+        the sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
+    homology_dims : (0,) or (0, 1)
+        H1 is costly (a Rips complex), hence opt-in and capped by ``h1_max_points``.
+    alpha : float
+        Exponent of E_α.
+    per_class : bool
+        Compute on each class's cloud and average; False: on the whole cloud.
+    normalize : None or "minmax"
+        ``"minmax"`` scales every feature of a block's cloud to [0, 1] first, as the reference
+        code of Magai & Ayzenberg does (their E is then twice ours: they halve lifespans).
+    h1_max_points : int
+        Points per class cloud for H1 (a random subsample when larger).
+    phdim_draws : int
+        Subsamples per size in the PHdim fit.
+    sw_directions : int
+        As ``gudhi.representations.SlicedWassersteinDistance(num_directions=...)``.
+    """
 
     metrics: tuple[str, ...] = METRICS
     homology_dims: tuple[int, ...] = (0,)
@@ -54,75 +77,40 @@ class SummaryConfig:
     phdim_draws: int = 3
     sw_directions: int = 50
 
-
-@dataclass
-class EpochRecord:
-    """Topology of every block at one epoch.
-
-    Attributes
-    ----------
-    epoch, step : int
-    blocks : list of str, length L
-        In execution order; the last is the model output.
-    depths : list of float, length L
-        Relative depth i / L of block i = 1..L.
-    values : dict[str, list of float]
-        Per metric, the class-averaged value of each block (NaN where it could not be computed).
-    per_class : dict[str, list of list of float]
-        Per metric, shape (L, K): the value of each block for each of the K classes.
-    classes : list of int, length K
-    sw : list of list of float or None
-        (L, L) sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
-    problems : list of [block, reason]
-        Why some values are NaN.
-    timings : dict[str, float]
-        Seconds spent per stage.
-    extras : dict[str, float]
-        Test-free baselines measured on the same probe set (``margin``, ``param_norm``), for
-        :mod:`topo_monitor.generalization`.
-    """
-
-    epoch: int
-    step: int
-    blocks: list[str]
-    depths: list[float]
-    values: dict[str, list[float]]
-    per_class: dict[str, list[list[float]]] = field(default_factory=dict)
-    classes: list[int] = field(default_factory=list)
-    sw: list[list[float]] | None = None
-    problems: list[list[str]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    extras: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict: NaN becomes None (null)."""
-        return _nan_to_none(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> EpochRecord:
-        data = dict(data)
-        sw = data.pop("sw", None)
-        return cls(**_none_to_nan(data), sw=None if sw is None else _none_to_nan(sw))
-
-
-def _nan_to_none(obj: object) -> object:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
-def _none_to_nan(obj: object) -> object:
-    if obj is None:
-        return math.nan
-    if isinstance(obj, dict):
-        return {k: _none_to_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_none_to_nan(v) for v in obj]
-    return obj
+    def __post_init__(self) -> None:
+        metrics = tuple(self.metrics) if not isinstance(self.metrics, str) else (self.metrics,)
+        check(
+            len(metrics) > 0 and set(metrics) <= set(METRICS),
+            f"metrics must be a non-empty subset of {METRICS}, got {self.metrics!r}",
+        )
+        dims = tuple(sorted(set(self.homology_dims)))
+        check(dims in ((0,), (0, 1)), f"homology_dims must be (0,) or (0, 1), got {dims!r}")
+        check(
+            isinstance(self.alpha, (int, float))
+            and not isinstance(self.alpha, bool)
+            and 0 < self.alpha < math.inf,
+            f"alpha must be a positive number, got {self.alpha!r}",
+        )
+        check(isinstance(self.per_class, bool), f"per_class must be a bool, got {self.per_class!r}")
+        check(
+            self.normalize in (None, "minmax"),
+            f'normalize must be None or "minmax", got {self.normalize!r}',
+        )
+        check(
+            is_positive_int(self.h1_max_points) and self.h1_max_points >= 3,
+            f"h1_max_points must be an int >= 3, got {self.h1_max_points!r}",
+        )
+        check(
+            is_positive_int(self.phdim_draws),
+            f"phdim_draws must be a positive int, got {self.phdim_draws!r}",
+        )
+        check(
+            is_positive_int(self.sw_directions) and self.sw_directions >= 2,
+            f"sw_directions must be an int >= 2, got {self.sw_directions!r}",
+        )
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "homology_dims", dims)
+        object.__setattr__(self, "alpha", float(self.alpha))
 
 
 def minmax_scale(X: torch.Tensor) -> torch.Tensor:
@@ -163,10 +151,8 @@ def summarize(
     clouds: Mapping[str, torch.Tensor],
     labels: torch.Tensor,
     config: SummaryConfig,
-    epoch: int = 0,
-    step: int = 0,
     generator: torch.Generator | None = None,
-) -> EpochRecord:
+) -> TopologyRecord:
     """Topology summaries of every block's reduced cloud.
 
     Parameters
@@ -180,7 +166,8 @@ def summarize(
 
     Returns
     -------
-    EpochRecord
+    TopologyRecord
+        With ``epoch``, ``step`` and ``extras`` left for the caller (see :func:`measure`).
         Values that cannot be computed (NaN/Inf activations, a collapsed cloud, too few points)
         are NaN, and ``problems`` says why, per block.
     """
@@ -265,9 +252,7 @@ def summarize(
 
     # Mean over classes; NaN if any class is NaN: a partial mean would silently mix classes.
     values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
-    return EpochRecord(
-        epoch=epoch,
-        step=step,
+    return TopologyRecord(
         blocks=names,
         depths=[(i + 1) / L for i in range(L)],
         values=values,

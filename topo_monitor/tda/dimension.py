@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from topo_monitor._validation import Generatorish, as_cloud, as_generator, random_orders
-from topo_monitor.persistence import stacked_squared_distances, subcloud_mst_lengths
+from topo_monitor._validation import as_cloud
+from topo_monitor.tda.mst import stacked_squared_distances, subcloud_mst_lengths
+from topo_monitor.tda.sampling import Generatorish, as_generator, random_orders
 
 __all__ = ["PHDimResult", "default_sizes", "ph_dimension", "ph_dimensions"]
 

@@ -1,13 +1,10 @@
-"""Persistent homology of point clouds under the Vietoris–Rips filtration.
+"""The batched Prim engine: exact Euclidean minimum spanning trees of many clouds at once.
 
-Conventions (those of gudhi's ``RipsComplex`` and of ripser): the metric is Euclidean and the edge
-``{x, y}`` enters the filtration at ``|x - y|``, so every number here is a *diameter*, not a radius.
-The reference code of Magai & Ayzenberg (2022) multiplies each lifespan by 0.5; their E values are
-half of ours on the same cloud.
-
-H0 needs no simplicial complex: every H0 bar is born at 0 and dies at the length of an edge of a
-Euclidean minimum spanning tree, so the H0 barcode is computed exactly as an MST (Prim's algorithm
-on the dense distance matrix, in torch, on the cloud's device). Higher dimensions go through gudhi.
+Every H0 bar of a Vietoris–Rips filtration dies at the length of an edge of a Euclidean MST, and
+PHdim needs the MST lengths of many subsamples: both are answered here, on dense squared distances,
+in torch on the cloud's device (NumPy for the CPU loop). Clouds of one shape go through batched
+tensor operations, so the classes of every block, or the subsamples of a PHdim fit, cost about as
+many operations as one cloud.
 """
 
 from __future__ import annotations
@@ -18,22 +15,19 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from topo_monitor._validation import as_cloud, as_diagram, as_generator, random_orders
-
 CHUNK_ELEMENTS = 2**24
 """Batched Prim runs are split so that one run holds at most this many distance entries."""
 
 __all__ = [
-    "barcode",
-    "cloud_scale",
-    "h0_death_times",
-    "h0_death_times_many",
-    "mean_lifespan",
+    "CHUNK_ELEMENTS",
+    "by_shape",
+    "chunks",
     "mst_lengths",
     "prim_mst",
     "squared_distances",
+    "stacked_squared_distances",
     "subcloud_mst_lengths",
-    "total_persistence",
+    "work_dtype",
 ]
 
 
@@ -200,7 +194,7 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0
     """
     if len(clouds) == 1:
         return squared_distances(clouds[0])[None]
-    shapes = _by_shape(clouds)
+    shapes = by_shape(clouds)
     if len(shapes) == 1:  # one batched product, no padding
         return squared_distances(torch.stack(list(clouds)))
     N = max(c.shape[0] for c in clouds)
@@ -211,7 +205,7 @@ def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0
     return out
 
 
-def _by_shape(clouds: Sequence[torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
+def by_shape(clouds: Sequence[torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
     """Positions of the clouds of each shape: those can go through batched tensor operations."""
     shapes: dict[tuple[int, ...], list[int]] = {}
     for g, cloud in enumerate(clouds):
@@ -283,179 +277,3 @@ def chunks(sizes: Sequence[int], limit: int = CHUNK_ELEMENTS, fill: float = 0.9)
         out.append(slice(start, stop))
         start = stop
     return out
-
-
-def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
-    """:func:`h0_death_times` of several clouds, computed in one batched run of Prim's algorithm.
-
-    The clouds must share a device; they may differ in size and in dimension. This is how the
-    monitor handles all classes of all blocks of a network at once: per-call overhead is paid once.
-    """
-    clouds = [as_cloud(c, name=f"cloud {g}") for g, c in enumerate(clouds)]
-    out: list[torch.Tensor] = [torch.empty(0)] * len(clouds)
-    order = sorted(range(len(clouds)), key=lambda g: -clouds[g].shape[0])
-    for part in chunks([clouds[g].shape[0] for g in order]):
-        members = [clouds[g] for g in order[part]]
-        # The tree is found on distances in the cloud's own precision (the cost of cdist); only
-        # its n - 1 edges are then measured exactly, in float64, so duplicates give exactly 0.
-        edges, _ = prim_mst(stacked_squared_distances(members, padding=math.inf))
-        for (n, _), rows in _by_shape(members).items():
-            exact = torch.stack([members[row] for row in rows]).to(work_dtype(edges.device))
-            tree = edges[torch.tensor(rows, device=edges.device), : n - 1]
-            batch = torch.arange(len(rows), device=edges.device)[:, None]
-            ends = exact[batch, tree[..., 0]] - exact[batch, tree[..., 1]]
-            lengths = torch.linalg.vector_norm(ends, dim=-1).sort(dim=-1).values
-            for row, tree_lengths in zip(rows, lengths, strict=True):
-                out[order[part][row]] = tree_lengths.to(members[row].dtype)
-    return out
-
-
-def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Finite H0 death times of the Vietoris–Rips filtration: the Euclidean MST edge lengths.
-
-    Parameters
-    ----------
-    X : torch.Tensor or numpy.ndarray, shape (n, d)
-        A point cloud, one point per row. NumPy input is computed on the CPU.
-
-    Returns
-    -------
-    torch.Tensor, shape (n - 1,)
-        Sorted ascending, on ``X``'s device, float64 for float64 input and float32 otherwise.
-        Empty for ``n == 1``. Equal to gudhi's finite H0 deaths (``RipsComplex``) to rounding.
-
-    Raises
-    ------
-    ValueError
-        If ``X`` is not two-dimensional, has no points, or holds NaN or infinite values.
-
-    Notes
-    -----
-    O(n²) time and one n×n matrix of memory; no simplicial complex is built. The tree is found on
-    squared distances computed in float64, then every tree edge is measured again directly as
-    ``|x_i - x_j|`` so that duplicate points give exactly zero.
-    """
-    return h0_death_times_many([as_cloud(X)])[0]
-
-
-def _finite(bars: np.ndarray) -> np.ndarray:
-    bars = np.asarray(bars, dtype=np.float64).reshape(-1, 2)
-    return bars[np.isfinite(bars).all(axis=1)]
-
-
-def barcode(
-    X: torch.Tensor | np.ndarray,
-    max_dim: int = 1,
-    max_points: int | None = None,
-    generator: torch.Generator | np.random.Generator | int | None = None,
-) -> list[np.ndarray]:
-    """Finite bars of the Vietoris–Rips persistence of a cloud, one diagram per homology dimension.
-
-    Parameters
-    ----------
-    X : torch.Tensor or numpy.ndarray, shape (n, d)
-    max_dim : int, default 1
-        Highest homology dimension. H0 comes from the exact MST; H1 and above from gudhi's
-        ``RipsComplex`` with edge collapse (which preserves persistence exactly), expanded to
-        simplices of dimension ``max_dim + 1``.
-    max_points : int, optional
-        If the cloud has more points, a uniform random subset of this size is used for *every*
-        dimension, so that all diagrams describe the same cloud. Rips persistence above H0 grows
-        very fast with n: cap it.
-    generator : torch.Generator, numpy.random.Generator or int, optional
-        Source of randomness for the subsample (an int is a seed). Never the global RNG.
-
-    Returns
-    -------
-    list of numpy.ndarray, each of shape (k_i, 2)
-        ``bars[i]`` holds the (birth, death) pairs of H_i with finite death, in float64.
-        Infinite bars (one in H0) are dropped. H0 keeps zero-length bars (duplicate points);
-        higher dimensions keep only bars of positive length, as gudhi reports them.
-    """
-    X = as_cloud(X)
-    if not isinstance(max_dim, int) or max_dim < 0:
-        raise ValueError(f"max_dim must be a non-negative int, got {max_dim!r}")
-    if max_points is not None:
-        if not isinstance(max_points, int) or max_points < 1:
-            raise ValueError(f"max_points must be a positive int or None, got {max_points!r}")
-        if X.shape[0] > max_points:
-            X = X[random_orders([X.shape[0]], max_points, as_generator(generator))[0].to(X.device)]
-    deaths = h0_death_times(X).double().cpu().numpy()
-    bars = [np.column_stack([np.zeros_like(deaths), deaths])]
-    if max_dim >= 1:
-        bars.extend(_gudhi_bars(X, max_dim))
-    return bars
-
-
-def _gudhi_bars(X: torch.Tensor, max_dim: int) -> list[np.ndarray]:
-    """Bars of H_1..H_max_dim from gudhi, on the exact distance matrix."""
-    import gudhi
-
-    points = X.detach().double().cpu().numpy()
-    if points.shape[0] < 3:
-        return [np.empty((0, 2)) for _ in range(max_dim)]
-    tree = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
-    # Edge collapses until the graph stops shrinking: far fewer simplices, the same persistence.
-    # (gudhi's argument is a number of passes; -1 would mean none.)
-    edges = tree.num_simplices()
-    while True:
-        tree.collapse_edges()
-        if tree.num_simplices() == edges:
-            break
-        edges = tree.num_simplices()
-    tree.expansion(max_dim + 1)
-    tree.compute_persistence(homology_coeff_field=2, persistence_dim_max=True)
-    return [_finite(tree.persistence_intervals_in_dimension(dim)) for dim in range(1, max_dim + 1)]
-
-
-def total_persistence(
-    bars: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
-    alpha: float = 1.0,
-    scale: float = 1.0,
-) -> float:
-    """E_α = Σ ((death − birth) / scale)^α over the finite bars of one diagram.
-
-    Parameters
-    ----------
-    bars : array-like, shape (k, 2)
-        (birth, death) pairs. Infinite bars must have been dropped (:func:`barcode` does).
-    alpha : float, default 1.0
-        Exponent; ``alpha=1`` with H0 gives the length of the Euclidean MST.
-    scale : float, default 1.0
-        Divides every lifespan. Raw E grows linearly with the activations' scale (E_α like
-        ``scale**alpha``), so comparing layers or epochs whose activations differ in size compares
-        their sizes more than their shapes. With ``scale=cloud_scale(X)`` the value is the
-        *scale-free* E: invariant to translating and scaling the cloud.
-
-    Returns
-    -------
-    float
-        0.0 for an empty diagram.
-    """
-    bars = as_diagram(bars)
-    if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-    lifespans = (bars[:, 1] - bars[:, 0]) / scale
-    return float(np.sum(lifespans**alpha))
-
-
-def mean_lifespan(bars: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> float:
-    """E_1 divided by the number of finite bars: the average bar length of one diagram.
-
-    Returns NaN for an empty diagram, where the mean is undefined.
-    """
-    bars = as_diagram(bars)
-    if len(bars) == 0:
-        return math.nan
-    return float(np.mean(bars[:, 1] - bars[:, 0]))
-
-
-def cloud_scale(X: torch.Tensor | np.ndarray) -> float:
-    """Root-mean-square distance of the points to their centroid: the size used by the scale-free E.
-
-    Zero when all points coincide.
-    """
-    # Mean squared distance to the centroid = the sum of the features' (population) variances.
-    return float(as_cloud(X).double().var(dim=0, correction=0).sum().sqrt())

@@ -1,5 +1,4 @@
-"""The blocks of a network, the hooks that capture their outputs, and the reduction of an output to
-one vector per input.
+"""The hooks that capture block outputs during a probe forward pass, and the state kept around it.
 
 Hooks reduce (or copy) an output the moment it is produced: many modules' outputs are modified in
 place later in the forward pass (``ReLU(inplace=True)``, residual ``+=``), so keeping a reference
@@ -9,7 +8,6 @@ would record the wrong values.
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,41 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from topo_monitor.probing.blocks import OUTPUT
+
 __all__ = [
-    "OUTPUT",
-    "REDUCTIONS",
     "BlockRecorder",
-    "candidate_blocks",
     "collect_clouds",
     "first_tensor",
     "model_device",
     "move_to_device",
     "preserved_state",
-    "reduce_output",
-    "resolve_blocks",
 ]
-
-REDUCTIONS = ("gap", "top_l2", "flatten")
-OUTPUT = "output"
-"""Name of the model's final output, the last block (relative depth 1)."""
-
-_STRUCTURAL = re.compile(r"(Block|Bottleneck|EncoderLayer|DecoderLayer|Stage)$")
-_ACTIVATIONS = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Softplus,
-)
 
 
 def first_tensor(output: object) -> torch.Tensor | None:
@@ -69,102 +42,6 @@ def first_tensor(output: object) -> torch.Tensor | None:
             if found is not None:
                 return found
     return None
-
-
-def reduce_output(
-    output: torch.Tensor, reduction: str = "gap", channel_dim: int | None = None
-) -> torch.Tensor:
-    """Reduce a block's output to one vector per input.
-
-    Parameters
-    ----------
-    output : torch.Tensor, shape (B, ...)
-        ``(B, C)`` dense, ``(B, C, H, W)`` (or any ``(B, C, *spatial)``) convolutional, or
-        ``(B, T, C)`` sequence output.
-    reduction : {"gap", "top_l2", "flatten"}
-        ``gap``: mean over all spatial/sequence positions. ``top_l2``: the position vector with
-        the largest l2 norm (Gabrielsson & Carlsson). ``flatten``: the whole output per input.
-    channel_dim : int, optional
-        Where the channels are. Default: 1 for outputs of 4 or more dimensions (NCHW), -1 for
-        3-dimensional outputs (batch-first sequences, as transformers emit). Give 1 for
-        ``Conv1d`` outputs ``(B, C, L)``.
-
-    Returns
-    -------
-    torch.Tensor, shape (B, C) or (B, prod(...)) for ``flatten``
-        A new float32 tensor (never a view of ``output``), on ``output``'s device.
-    """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    x = output.detach()
-    if x.dim() < 2:
-        raise ValueError(f"expected an output of shape (batch, ...), got shape {tuple(x.shape)}")
-    x = x.float()
-    if reduction == "flatten" or x.dim() == 2:
-        return x.reshape(x.shape[0], -1).clone()
-    if channel_dim is None:
-        channel_dim = 1 if x.dim() >= 4 else -1
-    positions = x.movedim(channel_dim, -1).reshape(x.shape[0], -1, x.shape[channel_dim])
-    if reduction == "gap":
-        return positions.mean(dim=1)
-    best = torch.linalg.vector_norm(positions, dim=2).argmax(dim=1)
-    return positions[torch.arange(x.shape[0], device=x.device), best].clone()
-
-
-def candidate_blocks(model: nn.Module) -> list[str]:
-    """Names of the modules that ``blocks="auto"`` considers, in definition order.
-
-    The outermost structural blocks (class names ending in ``Block``, ``Bottleneck``,
-    ``EncoderLayer``, ``DecoderLayer`` or ``Stage``: torchvision ResNets, transformers, most timm
-    models) when there are any; otherwise every activation module, i.e. each hidden layer of an MLP
-    or plain CNN after its nonlinearity. The final output is always added by the caller.
-    """
-    structural: list[str] = []
-    for name, module in model.named_modules():
-        if not name or any(name.startswith(outer + ".") for outer in structural):
-            continue
-        if _STRUCTURAL.search(type(module).__name__):
-            structural.append(name)
-    if structural:
-        return structural
-    return [name for name, m in model.named_modules() if name and isinstance(m, _ACTIVATIONS)]
-
-
-def resolve_blocks(
-    model: nn.Module,
-    blocks: str | Iterable[str] | Callable[[nn.Module], Iterable[str | nn.Module]],
-) -> list[str]:
-    """Module names to hook, from ``"auto"``, a list of names, or a callable on the model."""
-    if isinstance(blocks, str):
-        if blocks != "auto":
-            raise ValueError(
-                f'blocks must be "auto", a list of module names or a callable, got {blocks!r}'
-            )
-        return candidate_blocks(model)
-    if callable(blocks):
-        by_module = {m: n for n, m in model.named_modules()}
-        names = []
-        for item in blocks(model):
-            if isinstance(item, nn.Module):
-                if item not in by_module:
-                    raise ValueError(
-                        f"the blocks callable returned a {type(item).__name__} "
-                        "that is not a submodule of the model"
-                    )
-                names.append(by_module[item])
-            else:
-                names.append(item)
-        blocks = names
-    names = list(blocks)
-    available = dict(model.named_modules())
-    unknown = [n for n in names if n != OUTPUT and n not in available]
-    if unknown:
-        sample = ", ".join(repr(n) for n in list(available)[1:13])
-        raise ValueError(
-            f"unknown block name(s) {unknown}: blocks are names from model.named_modules(), "
-            f"e.g. {sample}"
-        )
-    return [n for n in names if n != OUTPUT]
 
 
 class BlockRecorder:

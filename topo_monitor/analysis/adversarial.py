@@ -8,35 +8,73 @@ space rises with the noise. :func:`adversarial_topology` measures this for any c
 from __future__ import annotations
 
 import csv
+import importlib
 import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torchattacks
 from torch import nn
 
-from topo_monitor.blocks import (
-    collect_clouds,
-    model_device,
-    preserved_state,
-    reduce_output,
-    resolve_blocks,
-)
-from topo_monitor.summary import EpochRecord, SummaryConfig, summarize
+from topo_monitor.probing.blocks import resolve_blocks
+from topo_monitor.probing.hooks import model_device, preserved_state
+from topo_monitor.probing.measurement import BlocksSpec, measure
+from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.probing.summary import SummaryConfig
 
-__all__ = ["ATTACKS", "INPUT", "AdversarialTable", "adversarial_topology", "macro_f1"]
+if TYPE_CHECKING:
+    import torchattacks
 
-ATTACKS = {"FGSM": torchattacks.FGSM, "MIFGSM": torchattacks.MIFGSM, "PGD": torchattacks.PGD}
-"""Attacks known by name; any other ``torchattacks.Attack`` class or instance may be passed."""
+__all__ = [
+    "ATTACKS",
+    "INPUT",
+    "AdversarialTable",
+    "adversarial_config",
+    "adversarial_topology",
+    "macro_f1",
+]
+
+ATTACKS = ("FGSM", "MIFGSM", "PGD")
+"""torchattacks attacks known by name; any other ``torchattacks.Attack`` class or instance may be
+passed. torchattacks is imported when an attack is first made, not with this package."""
 
 INPUT = "input"
 """Name of the input-space cloud (relative depth 0) in the table."""
 
 DEFAULT_EPS = (0.0, 0.03, 0.1, 0.3)
+
+
+def _torchattacks() -> Any:
+    return importlib.import_module("torchattacks")
+
+
+def adversarial_config(
+    homology_dims: Sequence[int] = (0, 1), h1_max_points: int = 100, per_class: bool = True
+) -> SummaryConfig:
+    """What the adversarial analysis computes: E lifespans and PHdim (no SW matrix), checked."""
+    return SummaryConfig(
+        metrics=("e0", "phdim"),
+        homology_dims=tuple(homology_dims),
+        per_class=per_class,
+        h1_max_points=h1_max_points,
+    )
+
+
+class _WithInput(nn.Module):
+    """The model behind a flattening layer named ``input``: hooked like any block, it puts the
+    input-space cloud first in the record, at depth 0."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.input = nn.Flatten()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.input(x)
+        return self.model(x)
 
 
 class _Normalized(nn.Module):
@@ -57,8 +95,8 @@ class AdversarialTable:
     """A tidy table: one row per (attack, ε, block), including ``block="input"`` (depth 0).
 
     Columns: ``attack, eps, success_rate, accuracy, macro_f1, block, depth`` and the topology
-    metrics of :func:`topo_monitor.summary.summarize` (``E0_1``, ``E0_mean_lifespan``, ``PHdim``,
-    ``E1_1``, ``E1_mean_lifespan``, their scale-free forms...), class-averaged.
+    metrics of :func:`topo_monitor.probing.summarize` (``E0_1``, ``E0_mean_lifespan``,
+    ``PHdim``, ``E1_1``, ``E1_mean_lifespan``, their scale-free forms...), class-averaged.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -100,8 +138,9 @@ def _make_attack(
     kwargs: dict[str, Any],
 ) -> tuple[str, torchattacks.attack.Attack]:
     name = _attack_name(attack)
+    torchattacks = _torchattacks()
     if isinstance(attack, str):
-        attack = ATTACKS[attack]
+        attack = getattr(torchattacks, attack)
     if isinstance(attack, type) and issubclass(attack, torchattacks.attack.Attack):
         parameters = inspect.signature(attack.__init__).parameters
         if "alpha" in parameters and "alpha" not in kwargs:
@@ -125,7 +164,7 @@ def adversarial_topology(
     labels: torch.Tensor,
     attacks: Sequence[str | type | torchattacks.attack.Attack] = ("FGSM", "MIFGSM", "PGD"),
     eps: Sequence[float] = DEFAULT_EPS,
-    blocks: str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]] = "auto",
+    blocks: BlocksSpec = "auto",
     reduction: str = "gap",
     homology_dims: Sequence[int] = (0, 1),
     h1_max_points: int = 100,
@@ -194,39 +233,35 @@ def adversarial_topology(
             "[0, 1] images; if your inputs are normalized, pass mean= and std="
         )
     inputs = inputs.clamp(0, 1)
-    hooked = resolve_blocks(model, blocks)
-    config = SummaryConfig(
-        metrics=("e0", "phdim"),
-        homology_dims=tuple(homology_dims),
-        per_class=per_class,
-        h1_max_points=h1_max_points,
-    )
+    config = adversarial_config(homology_dims, h1_max_points, per_class)
+    # The measured model: input space first, then the user's blocks (under their own names).
+    prefix = "model." + ("model." if attacked is not model else "")
+    measured = _WithInput(attacked)
+    hooked = [INPUT] + [prefix + name for name in resolve_blocks(model, blocks)]
     kwargs = dict(attack_kwargs or {})
-    prefix = "model." if attacked is not model else ""
     truth = labels.numpy()
     table = AdversarialTable(timings={"attack": 0.0, "topology": 0.0})
 
     def batches(x: torch.Tensor) -> Iterator[torch.Tensor]:
         return (x[i : i + batch_size] for i in range(0, len(x), batch_size))
 
-    def topology_of(x: torch.Tensor) -> EpochRecord:
-        with torch.no_grad():
-            clouds, _ = collect_clouds(
-                attacked,
-                batches(x),
-                [prefix + h for h in hooked],
-                lambda name, out: reduce_output(out, reduction),
-            )
-        clouds = {
-            INPUT: x.reshape(len(x), -1).float(),
-            **{k.removeprefix(prefix): v for k, v in clouds.items()},
-        }
-        return summarize(clouds, labels, config, generator=torch.Generator().manual_seed(seed))
+    def topology_of(x: torch.Tensor) -> TopologyRecord:
+        record = measure(
+            measured,
+            (x, labels),
+            blocks=hooked,
+            reduction=reduction,
+            seed=seed,
+            batch_size=batch_size,
+            config=config,
+        )
+        record.blocks = [name.removeprefix(prefix) for name in record.blocks]
+        return record
 
     with preserved_state(model, grad=True):
         torch.manual_seed(seed)  # attacks with random starts (PGD) draw from this forked stream
         correct = _predict(attacked, batches(inputs)) == truth
-        clean: EpochRecord | None = None
+        clean: TopologyRecord | None = None
         for attack in attacks:
             for e in eps:
                 start = time.perf_counter()

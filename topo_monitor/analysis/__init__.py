@@ -1,0 +1,22 @@
+"""Analyses built on measurements: test-free baselines, generalization prediction, stopping rules
+and adversarial-example topology (torchattacks is imported only when an attack is made)."""
+
+from topo_monitor.analysis.adversarial import AdversarialTable, adversarial_topology
+from topo_monitor.analysis.baselines import mean_margin, param_norm
+from topo_monitor.analysis.generalization import (
+    CalibrationSet,
+    GeneralizationPredictor,
+    features_from_record,
+)
+from topo_monitor.analysis.stopping import PlateauRule
+
+__all__ = [
+    "AdversarialTable",
+    "CalibrationSet",
+    "GeneralizationPredictor",
+    "PlateauRule",
+    "adversarial_topology",
+    "features_from_record",
+    "mean_margin",
+    "param_norm",
+]

@@ -1,0 +1,319 @@
+"""TopologyMonitor: the Lightning callback that records the topology of every block, every epoch.
+
+Thin: it decides when to measure (every n epochs, before checkpointing reads its metrics), does the
+measuring on rank zero through :func:`~topo_monitor.measure`, broadcasts the short metrics, hands
+the record to a :class:`~topo_monitor.reporting.TopologyWriter`, and keeps the history as
+checkpoint state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
+from topo_monitor._validation import check, is_positive_int
+from topo_monitor.probing.blocks import resolve_blocks
+from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
+from topo_monitor.probing.measurement import measure as measure_model
+from topo_monitor.probing.probe import ProbeSet, default_unpack, loader_dataset
+from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.probing.summary import METRICS, SummaryConfig, metric_names
+from topo_monitor.reporting.writer import TopologyWriter
+
+__all__ = ["TopologyMonitor"]
+
+
+class TopologyMonitor(*CALLBACK_BASES):
+    r"""Record the topology and intrinsic dimension of every block's representation, every epoch.
+
+    After every ``every_n_epochs``-th training epoch, the probe set (a fixed, class-stratified
+    sample of training inputs) goes through the model in eval mode under ``no_grad``; the output
+    of every block is reduced to one vector per input; and per block, per class (then averaged
+    over classes):
+
+    * ``E0_1`` — E^0_1, total H0 persistence of the Vietoris–Rips filtration = Euclidean MST length;
+      ``E0_1_scaled`` — the same divided by the cloud's RMS radius (scale-free, comparable across
+      blocks); ``E0_mean_lifespan`` — E^0_1 per bar;
+    * ``PHdim`` — the persistent-homology dimension, with ``PHdim_r2``, the R² of its fit;
+    * ``E1_1``, ``E1_1_scaled``, ``E1_mean_lifespan`` — the same for H1 (opt-in, capped);
+    * the L×L sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
+
+    Logged as scalars ``topology/<metric>/<block>`` with ``step = epoch`` to every logger, a
+    TensorBoard custom-scalars layout (one chart per metric, every block in it), figures (metric vs
+    relative depth, one curve per epoch; the SW heatmap), a JSON-lines history
+    ``topology_history.jsonl`` in the run's log directory, and
+    ``trainer.callback_metrics["topology/<metric>/last"]`` (model output) and ``.../last_hidden``
+    (the block before it) for ``EarlyStopping`` and ``ModelCheckpoint``.
+
+    Parameters
+    ----------
+    blocks : "auto", list of str, or callable
+        ``"auto"``: structural blocks (ResNet/transformer blocks and stages) if the model has any,
+        else every activation module (MLP and plain CNN hidden layers); the model output is always
+        added last. A list of names from ``model.named_modules()``, or a callable taking the
+        LightningModule and returning names or modules, chooses them yourself. Blocks are ordered
+        by execution; a module called k times per forward gives blocks ``name``, ..., ``name#k``.
+    samples_per_class : int, default 300
+        Probe inputs per class, drawn from the training dataset (papers: 300–350).
+    probe : Dataset, (inputs, labels) tensors, ProbeSet, or None
+        The probe set. None draws it from ``trainer.train_dataloader``'s dataset.
+    reduction : {"gap", "top_l2", "flatten"}, default "gap"
+        Global average pooling over positions; the position vector of largest l2 norm; or the
+        whole output (small layers only).
+    every_n_epochs : int, default 1
+        Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
+    metrics, homology_dims, h1_max_points, per_class, alpha, normalize, phdim_draws, sw_directions
+        What to compute, as :class:`~topo_monitor.SummaryConfig` (defaults: every metric group,
+        H0 only, H1 capped at 150 points per class, per class, α = 1, no normalisation, 3 PHdim
+        draws per size, 50 SW directions).
+    seed : int, default 0
+        Seeds the private generators of the probe draw and of the PHdim/H1 subsamples.
+    batch_size : int, default 256
+        Probe inputs per forward pass.
+    channel_dim : int, optional
+        Channel dimension of 3-D outputs: -1 (default, ``(B, T, C)`` sequences) or 1 (Conv1d).
+    unpack : callable, optional
+        ``item -> (input, label)`` for dataset items that are not ``(x, y, ...)`` tuples or dicts
+        with usual keys (see :func:`topo_monitor.probe.default_unpack`).
+    forward : callable, optional
+        ``(model, inputs) -> output``; default ``model(inputs)``. For models taking keyword
+        inputs, e.g. ``lambda m, batch: m(**batch)``.
+    figures_every_n_epochs : int or None, default 10
+        Draw the figures every n-th monitored epoch and after the last one; None: never. They go
+        to TensorBoard, MLflow and W&B loggers, else to PNG files in the log directory. A figure
+        takes about 0.1 s of a CPU core to render (three by default), as much as all the topology
+        of a small model's epoch; a depth profile holds every epoch so far, so drawing it less
+        often loses only the heatmaps in between.
+
+    Examples
+    --------
+    >>> trainer = pl.Trainer(callbacks=[TopologyMonitor()], logger=TensorBoardLogger("runs"))
+    """
+
+    def __init__(
+        self,
+        *,
+        blocks: BlocksSpec = "auto",
+        samples_per_class: int = 300,
+        probe: Dataset | tuple[torch.Tensor, torch.Tensor] | ProbeSet | None = None,
+        reduction: str = "gap",
+        every_n_epochs: int = 1,
+        metrics: Sequence[str] = METRICS,
+        homology_dims: Sequence[int] = (0,),
+        h1_max_points: int = 150,
+        per_class: bool = True,
+        seed: int = 0,
+        alpha: float = 1.0,
+        normalize: str | None = None,
+        phdim_draws: int = 3,
+        sw_directions: int = 50,
+        batch_size: int = 256,
+        channel_dim: int | None = None,
+        unpack: Callable[[Any], tuple[Any, Any]] | None = None,
+        forward: Callable[[nn.Module, Any], Any] | None = None,
+        figures_every_n_epochs: int | None = 10,
+    ) -> None:
+        super().__init__()
+        check(
+            blocks == "auto"
+            or callable(blocks)
+            or (
+                isinstance(blocks, Sequence)
+                and not isinstance(blocks, str)
+                and all(isinstance(b, str) for b in blocks)
+                and len(blocks) > 0
+            ),
+            'blocks must be "auto", a non-empty list of module names or a callable, '
+            f"got {blocks!r}",
+        )
+        check(
+            is_positive_int(samples_per_class),
+            f"samples_per_class must be a positive int, got {samples_per_class!r}",
+        )
+        check(
+            is_positive_int(every_n_epochs),
+            f"every_n_epochs must be a positive int, got {every_n_epochs!r}",
+        )
+        check(
+            figures_every_n_epochs is None or is_positive_int(figures_every_n_epochs),
+            "figures_every_n_epochs must be a positive int or None, "
+            f"got {figures_every_n_epochs!r}",
+        )
+        check(
+            probe is None
+            or isinstance(probe, (Dataset, ProbeSet))
+            or (isinstance(probe, tuple) and len(probe) == 2),
+            "probe must be None, a Dataset, a ProbeSet or an (inputs, labels) tuple of tensors, "
+            f"got {type(probe).__name__}",
+        )
+        check_probing_options(reduction, seed, batch_size, channel_dim)
+        self.config = SummaryConfig(
+            metrics=metrics,
+            homology_dims=homology_dims,
+            alpha=alpha,
+            per_class=per_class,
+            normalize=normalize,
+            h1_max_points=h1_max_points,
+            phdim_draws=phdim_draws,
+            sw_directions=sw_directions,
+        )
+        self.blocks = blocks
+        self.samples_per_class = samples_per_class
+        self.reduction = reduction
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.batch_size = batch_size
+        self.channel_dim = channel_dim
+        self.unpack = unpack or default_unpack
+        self.forward = forward
+        self.figures_every_n_epochs = figures_every_n_epochs
+        self._probe_source = probe
+        self.probe = ProbeSet.given(probe)
+        self.history: list[TopologyRecord] = []
+        self.writer = TopologyWriter(type(self).__name__)
+        self.measured_epoch: int | None = None
+        """The newest epoch whose metrics are in ``trainer.callback_metrics``, on every rank."""
+        self._last_run_epoch: int | None = None
+        self._directory: str | None = None
+
+    @property
+    def measure_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~topo_monitor.measure` this monitor measures with:
+        ``measure(model, monitor.probe, **monitor.measure_options)`` gives its records."""
+        return {
+            "blocks": self.blocks,
+            "reduction": self.reduction,
+            "seed": self.seed,
+            "forward": self.forward,
+            "batch_size": self.batch_size,
+            "channel_dim": self.channel_dim,
+            "config": self.config,
+        }
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics logged per block, as in ``topology/<metric>/<block>``."""
+        return metric_names(self.config)
+
+    @property
+    def block_names(self) -> list[str] | None:
+        """The blocks of the newest record, in execution order (None before the first)."""
+        return self.history[-1].blocks if self.history else None
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    @property
+    def state_key(self) -> str:
+        blocks = self.blocks if not callable(self.blocks) else self.blocks.__qualname__
+        return self._generate_state_key(
+            blocks=blocks if isinstance(blocks, str) else list(blocks),
+            metrics=list(self.config.metrics),
+            homology_dims=list(self.config.homology_dims),
+            reduction=self.reduction,
+            every_n_epochs=self.every_n_epochs,
+            seed=self.seed,
+        )
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a wrong block name is an error now, not a warning in epoch 1
+            resolve_blocks(pl_module, self.blocks)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_run_epoch = None
+        self.writer.start_run()
+        if self.probe is None and trainer.is_global_zero:
+            source = self._probe_source
+            if source is None:
+                source = loader_dataset(trainer.train_dataloader)
+            self.probe = ProbeSet.from_dataset(
+                source, self.samples_per_class, self.seed, self.unpack
+            )
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Checkpointing (and early stopping after validation) read their metrics here, before
+        # on_train_epoch_end: run now when this validation closes the training epoch.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.is_last_batch:
+            self.update(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.update(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        last = self.history[-1] if self.history else None
+        if trainer.is_global_zero and last is not None and self.figures_every_n_epochs:
+            if self.writer.figures_epoch != last.epoch and self._directory is not None:
+                self.writer.write_figures(trainer.loggers, self.history, self._directory)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [r.to_dict() for r in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [TopologyRecord.from_dict(r) for r in state_dict.get("history", [])]
+
+    # ------------------------------------------------------------------ scheduling
+
+    def measure(
+        self, model: nn.Module, epoch: int | None = None, step: int | None = None
+    ) -> TopologyRecord:
+        """:func:`~topo_monitor.measure` with this monitor's probe set and options; no logging.
+
+        Usable without a Trainer, e.g. on a loaded checkpoint, once ``self.probe`` is set.
+        """
+        if self.probe is None:
+            raise RuntimeError("no probe set: pass probe=... or run inside Trainer.fit")
+        return measure_model(model, self.probe, epoch=epoch, step=step, **self.measure_options)
+
+    def update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Monitor the current epoch if it is due and not done yet; True if it is a monitored
+        epoch. Other callbacks that read the topology call this first, so that callback order
+        does not matter."""
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.every_n_epochs != 0:
+            return False
+        if self._last_run_epoch != epoch:
+            self._run(trainer, pl_module)
+        return True
+
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        self._last_run_epoch = epoch
+        record = None
+        if trainer.is_global_zero:
+            try:
+                record = self.measure(pl_module, epoch, trainer.global_step)
+            except Exception as err:  # monitoring must never end the user's training run
+                rank_zero_warn(
+                    f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"
+                )
+        short = self._short_metrics(record) if record is not None else {}
+        short = trainer.strategy.broadcast(short, src=0)
+        # trainer.log_dir is a collective (a broadcast from rank 0): every rank must read it, or
+        # under DDP rank 0's lone broadcast meets the other ranks' next collective and hangs.
+        self._directory = trainer.log_dir or trainer.default_root_dir
+        for key, value in short.items():  # float64: as computed, for exact stopping decisions
+            trainer.callback_metrics[key] = torch.tensor(value, dtype=torch.float64)
+        if short:
+            self.measured_epoch = epoch
+        if record is not None:
+            self.history.append(record)
+            cadence = self.figures_every_n_epochs
+            self.writer.write(
+                trainer.loggers,
+                self.history,
+                self._directory,
+                figures=cadence is not None and len(self.history) % cadence == 0,
+            )
+
+    @staticmethod
+    def _short_metrics(record: TopologyRecord) -> dict[str, float]:
+        out = {}
+        for metric, values in record.values.items():
+            out[f"topology/{metric}/last"] = float(values[-1])
+            if len(values) >= 2:
+                out[f"topology/{metric}/last_hidden"] = float(values[-2])
+        return out

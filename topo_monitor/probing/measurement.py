@@ -1,0 +1,167 @@
+"""``measure``: the one function from a model and a probe set to a :class:`TopologyRecord`.
+
+Everything that measures a model goes through it: the :class:`~topo_monitor.TopologyMonitor`
+callback every epoch, :func:`~topo_monitor.adversarial_topology` on attacked inputs, the
+benchmarks, and a user's loop over saved checkpoints. No Lightning here.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from topo_monitor._validation import check, is_positive_int
+from topo_monitor.analysis.baselines import mean_margin, param_norm
+from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
+from topo_monitor.probing.hooks import collect_clouds, preserved_state
+from topo_monitor.probing.probe import ProbeSet, default_unpack
+from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.probing.reduction import REDUCTIONS, reduce_output
+from topo_monitor.probing.summary import SummaryConfig, summarize
+
+__all__ = ["BlocksSpec", "ProbeLike", "as_probe", "measure"]
+
+BlocksSpec = str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]]
+ProbeLike = ProbeSet | tuple[torch.Tensor, Any] | Dataset
+
+
+def as_probe(
+    probe: ProbeLike,
+    samples_per_class: int = 300,
+    seed: int = 0,
+    unpack: Callable[[Any], tuple[Any, Any]] | None = None,
+) -> ProbeSet:
+    """A :class:`ProbeSet` from what a user may pass: itself, ``(inputs, labels)`` tensors, or a
+    ``Dataset`` to draw ``samples_per_class`` items per class from (with the private ``seed``)."""
+    if isinstance(probe, ProbeSet):
+        return probe
+    if isinstance(probe, tuple) and len(probe) == 2:
+        return ProbeSet.from_tensors(*probe)
+    if isinstance(probe, Dataset):
+        return ProbeSet.from_dataset(probe, samples_per_class, seed, unpack or default_unpack)
+    raise ValueError(
+        "probe must be a ProbeSet, an (inputs, labels) tuple of tensors or a Dataset, "
+        f"got {type(probe).__name__}"
+    )
+
+
+def check_probing_options(
+    reduction: str = "gap", seed: int = 0, batch_size: int = 256, channel_dim: int | None = None
+) -> None:
+    """The checks of :func:`measure`'s probing options, for constructors that store them."""
+    check(reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check(
+        isinstance(seed, int) and not isinstance(seed, bool), f"seed must be an int, got {seed!r}"
+    )
+    check(is_positive_int(batch_size), f"batch_size must be a positive int, got {batch_size!r}")
+    check(channel_dim in (None, 1, -1), f"channel_dim must be None, 1 or -1, got {channel_dim!r}")
+
+
+def measure(
+    model: nn.Module,
+    probe: ProbeLike,
+    *,
+    blocks: BlocksSpec = "auto",
+    reduction: str = "gap",
+    seed: int = 0,
+    forward: Callable[[nn.Module, Any], Any] | None = None,
+    samples_per_class: int = 300,
+    unpack: Callable[[Any], tuple[Any, Any]] | None = None,
+    batch_size: int = 256,
+    channel_dim: int | None = None,
+    config: SummaryConfig | None = None,
+    epoch: int | None = None,
+    step: int | None = None,
+    **summary_options: Any,
+) -> TopologyRecord:
+    """Measure the topology of every block of ``model`` on a probe set.
+
+    The probe inputs go through the model in eval mode under ``no_grad``, in batches on the
+    model's device; each block's output is reduced to one vector per input; then per block (per
+    class, averaged) E lifespans, PHdim and the SW matrix are computed (:func:`summarize`). The
+    model's per-module modes, its gradient state and the torch/NumPy/Python random streams are
+    left as they were, so measuring inside a training run changes nothing in it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module (a ``LightningModule`` too); it stays on its device.
+    probe : ProbeSet, (inputs, labels) tensors, or Dataset
+        A ``Dataset`` is sampled: ``samples_per_class`` items per class, drawn with ``seed``
+        (``unpack`` splits unusual items into ``(input, label)``).
+    blocks : "auto", list of str, or callable
+        As :class:`~topo_monitor.TopologyMonitor`; the model output is always the last block.
+    reduction : {"gap", "top_l2", "flatten"}
+    seed : int
+        Seeds the private generators of the PHdim and H1 subsamples (and of a probe draw).
+    forward : callable ``(model, inputs) -> output``, optional
+        Default ``model(inputs)``; e.g. ``lambda m, batch: m(**batch)``.
+    batch_size : int
+        Probe inputs per forward pass.
+    channel_dim : None, 1 or -1
+        Channel dimension of 3-D outputs (see :func:`~topo_monitor.probing.reduce_output`).
+    config : SummaryConfig, optional
+        What to compute; or give its fields as keyword arguments (``metrics=("e0",)``,
+        ``homology_dims=(0, 1)``, ...), not both.
+    epoch, step : int, optional
+        Stored in the record (a callback's epoch; a checkpoint's, when known).
+
+    Returns
+    -------
+    TopologyRecord
+        With the test-free baselines ``extras["margin"]`` (mean logit margin of the output on
+        the probe labels) and ``extras["param_norm"]``, and ``timings`` per stage in seconds.
+        Values that cannot be computed are NaN, with one warning per block naming the cause.
+
+    Examples
+    --------
+    >>> probe = ProbeSet.from_dataset(train_set, samples_per_class=100)
+    >>> records = [measure(load(path), probe, epoch=e) for e, path in checkpoints]
+    """
+    if config is None:
+        config = SummaryConfig(**summary_options)
+    elif summary_options:
+        raise TypeError(f"give config= or summary options {sorted(summary_options)}, not both")
+    check_probing_options(reduction, seed, batch_size, channel_dim)
+    probe = as_probe(probe, samples_per_class, seed, unpack)
+    hooked = resolve_blocks(model, blocks)
+    timings = {"reduction": 0.0}
+
+    def reduce(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = reduce_output(tensor, reduction, channel_dim)
+        timings["reduction"] += time.perf_counter() - start
+        return out
+
+    start = time.perf_counter()
+    with preserved_state(model):
+        clouds, skipped = collect_clouds(model, probe.batches(batch_size), hooked, reduce, forward)
+    timings["forward"] = time.perf_counter() - start - timings["reduction"]
+    where = "" if epoch is None else f"epoch {epoch}, "
+    for name, reason in skipped.items():
+        warnings.warn(
+            f"topo_monitor: {where}block {name!r} is not measured: {reason}", stacklevel=2
+        )
+    record = summarize(clouds, probe.labels, config, generator=torch.Generator().manual_seed(seed))
+    record.epoch, record.step = epoch, step
+    record.timings = {**timings, **record.timings}
+    record.extras = {
+        "margin": mean_margin(clouds[OUTPUT], probe.labels),
+        "param_norm": param_norm(model),
+    }
+    reasons: dict[str, list[str]] = {}
+    for block, reason in record.problems:
+        reasons.setdefault(block, []).append(reason)
+    for block, given in reasons.items():  # one warning per block, however many classes
+        more = f" (and {len(given) - 1} more: see record.problems)" if len(given) > 1 else ""
+        warnings.warn(
+            f"topo_monitor: {where}block {block!r}: {given[0]}{more}; recorded as NaN",
+            stacklevel=2,
+        )
+    return record

@@ -1,0 +1,87 @@
+"""The record of one measurement: the topology of every block of a model on one probe set.
+
+The single source of truth: every writer (loggers, history file, figures) and every consumer
+(``trainer.callback_metrics``, early stopping, the generalization predictor, the benchmarks)
+reads records and never recomputes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["TopologyRecord"]
+
+
+@dataclass
+class TopologyRecord:
+    """Topology of every block of a model, measured on one probe set.
+
+    Attributes
+    ----------
+    blocks : list of str, length L
+        In execution order; the last is the model output.
+    depths : list of float, length L
+        Relative depth i / L of block i = 1..L.
+    values : dict[str, list of float]
+        Per metric, the class-averaged value of each block (NaN where it could not be computed).
+    epoch, step : int or None
+        When it was measured during training; None for a model measured outside ``fit``.
+    per_class : dict[str, list of list of float]
+        Per metric, shape (L, K): the value of each block for each of the K classes.
+    classes : list of int, length K
+    sw : list of list of float or None
+        (L, L) sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
+    problems : list of [block, reason]
+        Why some values are NaN.
+    timings : dict[str, float]
+        Seconds spent per stage.
+    extras : dict[str, float]
+        Test-free baselines measured on the same probe set (``margin``, ``param_norm``), for
+        :mod:`topo_monitor.analysis.generalization`.
+    """
+
+    blocks: list[str]
+    depths: list[float]
+    values: dict[str, list[float]]
+    epoch: int | None = None
+    step: int | None = None
+    per_class: dict[str, list[list[float]]] = field(default_factory=dict)
+    classes: list[int] = field(default_factory=list)
+    sw: list[list[float]] | None = None
+    problems: list[list[str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: NaN becomes None (null)."""
+        return _nan_to_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TopologyRecord:
+        data = dict(data)
+        kept = {key: data.pop(key, None) for key in ("epoch", "step", "sw")}
+        if kept["sw"] is not None:
+            kept["sw"] = _none_to_nan(kept["sw"])
+        return cls(**_none_to_nan(data), **kept)
+
+
+def _nan_to_none(obj: object) -> object:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _none_to_nan(obj: object) -> object:
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: _none_to_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_none_to_nan(v) for v in obj]
+    return obj

@@ -1,0 +1,72 @@
+"""TopologyWriter: everything one run publishes about its records, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.reporting.history import HistoryFile
+from topo_monitor.reporting.loggers import (
+    FigureWriter,
+    log_metrics,
+    record_scalars,
+    write_custom_scalars_layout,
+)
+
+__all__ = ["TopologyWriter"]
+
+
+class TopologyWriter:
+    """Publishes a run's records: scalars to every logger, the TensorBoard Custom Scalars layout
+    (once per run), figures (when asked) and the JSON-lines history.
+
+    Parameters
+    ----------
+    owner : str
+        Named in warnings (e.g. where figures go when no logger takes them).
+
+    Attributes
+    ----------
+    figures_epoch : int or None
+        The epoch of the newest record whose figures were written.
+    """
+
+    def __init__(self, owner: str = "TopologyMonitor") -> None:
+        self.figures = FigureWriter(owner)
+        self.history_file = HistoryFile()
+        self.figures_epoch: int | None = None
+        self._layout_written = False
+
+    def start_run(self) -> None:
+        """A new ``fit``: its loggers get the layout again."""
+        self._layout_written = False
+
+    def write(
+        self,
+        loggers: Sequence[Any],
+        history: Sequence[TopologyRecord],
+        directory: str,
+        figures: bool = False,
+    ) -> None:
+        """Publish the newest record of ``history`` (figures too if ``figures``); the history file
+        in ``directory`` is brought up to ``history``."""
+        record = history[-1]
+        log_metrics(loggers, record_scalars(record), step=record.epoch)
+        if not self._layout_written:
+            write_custom_scalars_layout(loggers, list(record.values))
+            self._layout_written = True
+        if figures:
+            self.write_figures(loggers, history, directory)
+        self.history_file.write(directory, history)
+
+    def write_figures(
+        self, loggers: Sequence[Any], history: Sequence[TopologyRecord], directory: str
+    ) -> None:
+        """Draw the figures of ``history`` (see :func:`~topo_monitor.reporting.plots.
+        topology_figures`) and send them to the loggers, at the newest record's epoch."""
+        from topo_monitor.reporting.plots import topology_figures
+
+        epoch = history[-1].epoch
+        self.figures.write(loggers, topology_figures(history), epoch or 0, directory)
+        self.figures_epoch = epoch

@@ -1,0 +1,29 @@
+"""Pure mathematics of point clouds and diagrams: the MST engine, persistence, PHdim, distances.
+
+No Lightning and no model here: tensors and arrays in, numbers and diagrams out.
+"""
+
+from topo_monitor.tda.dimension import PHDimResult, ph_dimension, ph_dimensions
+from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.persistence import (
+    barcode,
+    cloud_scale,
+    h0_death_times,
+    h0_death_times_many,
+    mean_lifespan,
+    total_persistence,
+)
+
+__all__ = [
+    "PHDimResult",
+    "barcode",
+    "cloud_scale",
+    "distance_matrix",
+    "h0_death_times",
+    "h0_death_times_many",
+    "mean_lifespan",
+    "ph_dimension",
+    "ph_dimensions",
+    "sliced_wasserstein",
+    "total_persistence",
+]

@@ -3,10 +3,12 @@
 import math
 
 import pytest
-from pytorch_lightning.callbacks import ModelCheckpoint
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from helpers import MLP, blobs, loader, quiet_trainer
-from topo_monitor import TopologicalEarlyStopping, TopologyMonitor, TopologyRecord
+from topo_monitor import PlateauRule, TopologicalEarlyStopping, TopologyMonitor, TopologyRecord
 
 
 class ScriptedMonitor(TopologyMonitor):
@@ -123,3 +125,53 @@ def test_misconfiguration_fails_at_fit_start(tmp_path):
         TopologicalEarlyStopping("val_loss")
     with pytest.raises(ValueError, match="min_delta_mode"):
         TopologicalEarlyStopping(min_delta_mode="pct")
+
+
+class ValidationLoss(MLP):
+    """The MLP with a validation loss, for Lightning's own EarlyStopping."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self(x), y))
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_plateau_rule_stops_where_lightnings_early_stopping_stops(tmp_path, patience):
+    # A high learning rate and label noise make the validation loss go up and down.
+    data = blobs(seed=1)
+    labels = data.tensors[1].clone()
+    labels[::4] = (labels[::4] + 1) % 3
+    noisy = torch.utils.data.TensorDataset(data.tensors[0], labels)
+    val = blobs(n_per_class=20, seed=2)
+    recorded = []
+
+    class Record(pl.Callback):
+        def on_validation_end(self, trainer, module):
+            if not trainer.sanity_checking:
+                recorded.append(trainer.callback_metrics["val_loss"].item())
+
+    pl.seed_everything(0)
+    stopper = EarlyStopping("val_loss", patience=patience)
+    trainer = quiet_trainer(
+        max_epochs=30,
+        callbacks=[Record(), stopper],
+        logger=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(ValidationLoss(), loader(noisy), loader(val, shuffle=False))
+    assert stopper.stopped_epoch > 0, "the check needs a run that Lightning stops"
+    float32 = [torch.tensor(v).item() for v in recorded]
+    assert PlateauRule(patience=patience).replay(float32) == stopper.stopped_epoch
+
+
+def test_plateau_rule_replays_checks_at_given_epochs():
+    rule = PlateauRule(patience=2, rebound=0.5)
+    assert rule.replay([5.0, 4.0, 4.5, 4.2], epochs=[1, 3, 5, 7]) == 7
+    assert rule.best_epoch == 3 and rule.wait_count == 2
+    assert rule.replay([5.0, 4.0, 7.0], epochs=[0, 1, 2]) == 2  # rebound: 7 > 4 * 1.5
+    assert PlateauRule(mode="max").replay([1.0, 2.0, 3.0]) is None
+    assert PlateauRule().replay([1.0, math.nan]) == 1
+    assert PlateauRule(check_finite=False).replay([1.0, math.nan]) is None
+    with pytest.raises(ValueError, match='mode must be "min" or "max"'):
+        PlateauRule(mode="down")

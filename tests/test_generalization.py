@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from pytorch_lightning.callbacks import ModelCheckpoint
 from scipy import stats
 
 from helpers import MLP, blobs, loader, quiet_trainer
@@ -138,3 +139,51 @@ def test_callback_logs_the_prediction_without_test_data(tmp_path):
     logged = trainer.callback_metrics["topology/predicted_test_acc"].item()
     assert logged == pytest.approx(expected, rel=1e-6)
     assert 0.5 < logged < 1.0 and std > 0
+
+
+def test_prediction_reads_its_calibration_at_fit_and_resumes_its_history(tmp_path):
+    path = tmp_path / "calibration.jsonl"
+    predicted = PredictedTestAccuracy(path)  # the file does not exist yet: read in setup
+    assert predicted.predictor is None
+    calibration = CalibrationSet()
+    for i, margin in enumerate(np.linspace(-1.0, 3.0, 8)):
+        calibration.add(f"r{i}", float(0.6 + 0.1 * margin + 0.002 * (-1) ** i), {"margin": margin})
+    calibration.save(path)
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = quiet_trainer(
+        max_epochs=2,
+        callbacks=[TopologyMonitor(samples_per_class=20, metrics=("e0",)), predicted, ckpt],
+        logger=False,
+        enable_checkpointing=True,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    assert predicted.predictor.chosen == ("margin",)
+    assert [h["epoch"] for h in predicted.history] == [0, 1]
+
+    resumed = PredictedTestAccuracy(path)
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+    trainer = quiet_trainer(
+        max_epochs=3, callbacks=[monitor, resumed], logger=False, default_root_dir=tmp_path
+    )
+    trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert resumed.history[:2] == predicted.history
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    expected, _ = resumed.predictor.predict(features_from_record(monitor.history[-1]))
+    assert resumed.history[-1]["topology/predicted_test_acc"] == pytest.approx(expected)
+
+
+def test_prediction_on_a_missing_block_is_skipped_not_a_crash(tmp_path):
+    calibration = CalibrationSet()
+    for i in range(6):
+        calibration.add(f"r{i}", 0.5 + 0.05 * i + 0.001 * (-1) ** i, {"E0_1": float(i)})
+    predicted = PredictedTestAccuracy(calibration, block="no.such.block")
+    trainer = quiet_trainer(
+        max_epochs=1,
+        callbacks=[TopologyMonitor(samples_per_class=20, metrics=("e0",)), predicted],
+        logger=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    assert predicted.history == [] and trainer.current_epoch == 1

@@ -272,3 +272,38 @@ def test_classes_of_different_sizes_are_all_measured():
     labels = monitor.probe.labels.numpy()
     expected = [gudhi_e0(output[labels == c]) for c in range(3)]
     np.testing.assert_allclose(record.per_class["E0_1"][-1], expected, rtol=1e-5)
+
+
+def test_state_keys_tell_monitors_apart_and_each_resumes_its_own_history(tmp_path):
+    def monitors():
+        return (
+            TopologyMonitor(samples_per_class=20, metrics=("e0",), blocks=["net.2"]),
+            TopologyMonitor(samples_per_class=20, metrics=("e0",), blocks=["net.5"]),
+            TopologyMonitor(samples_per_class=20, metrics=("phdim",), blocks=["net.5"]),
+        )
+
+    keys = [m.state_key for m in monitors()]
+    assert len(set(keys)) == 3
+    assert monitors()[0].state_key == keys[0]  # stable across instances: resumable
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = monitors()
+    trainer = quiet_trainer(
+        max_epochs=2,
+        callbacks=[*first, ckpt],
+        logger=False,
+        enable_checkpointing=True,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    second = monitors()
+    trainer = quiet_trainer(
+        max_epochs=3, callbacks=list(second), logger=False, default_root_dir=tmp_path
+    )
+    trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    for before, after in zip(first, second, strict=True):
+        assert [r.epoch for r in after.history] == [0, 1, 2]
+        assert [r.to_dict() for r in after.history[:2]] == [r.to_dict() for r in before.history]
+    assert second[0].block_names == ["net.2", "output"]
+    assert second[1].block_names == ["net.5", "output"]
+    assert "PHdim" in second[2].history[0].values

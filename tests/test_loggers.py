@@ -1,0 +1,150 @@
+"""Scalars and figures reach every Lightning logger: TensorBoard, CSV, MLflow, several at once.
+
+Each test reads the logger's own files back with the logger's own reader.
+"""
+
+import csv
+import os
+import warnings
+
+import pytest
+from matplotlib.image import imread
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import MLP, blobs, loader, quiet_trainer
+from topo_monitor import TopologyMonitor
+
+FIGURE_TAGS = {
+    "topology_figures/depth_E0_1_scaled",
+    "topology_figures/depth_PHdim",
+    "topology_figures/sw_heatmap",
+}
+
+
+def fit(loggers, tmp_path, epochs=2):
+    monitor = TopologyMonitor(samples_per_class=20, figures_every_n_epochs=1)
+    trainer = quiet_trainer(
+        max_epochs=epochs, callbacks=[monitor], logger=loggers, default_root_dir=tmp_path
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(MLP(), loader(blobs()))
+    figure_warnings = [w for w in caught if "no logger takes figures" in str(w.message)]
+    return monitor, figure_warnings
+
+
+def expected_scalars(monitor):
+    """Per epoch, {tag: value} of every finite value the monitor recorded."""
+    return {
+        r.epoch: {
+            f"topology/{metric}/{block}": value
+            for metric, values in r.values.items()
+            for block, value in zip(r.blocks, values, strict=True)
+            if value == value
+        }
+        for r in monitor.history
+    }
+
+
+def assert_same(found, expected, rel=1e-12):
+    """The same epochs and tags, the same values."""
+    assert sorted(found) == sorted(expected)
+    for epoch, values in expected.items():
+        assert found[epoch] == pytest.approx(values, rel=rel), epoch
+
+
+def csv_scalars(log_dir):
+    rows = list(csv.DictReader(open(os.path.join(log_dir, "metrics.csv"))))
+    out = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("topology/") and value != "":
+                out.setdefault(int(row["step"]), {})[key] = float(value)
+    return out
+
+
+@pytest.fixture
+def mlflow_logger(tmp_path, monkeypatch):
+    """An MLFlowLogger on a local file store (no server): ``(logger, tracking URI)``."""
+    mlflow_loggers = pytest.importorskip("pytorch_lightning.loggers.mlflow")
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 prefers a database
+    uri = f"file:{tmp_path / 'mlruns'}"
+    return mlflow_loggers.MLFlowLogger(experiment_name="topo", tracking_uri=uri), uri
+
+
+def mlflow_client(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def mlflow_scalars(client, run_id):
+    out = {}
+    for key in client.get_run(run_id).data.metrics:
+        if key.startswith("topology/"):
+            for m in client.get_metric_history(run_id, key):
+                out.setdefault(m.step, {})[key] = m.value
+    return out
+
+
+def mlflow_figures(client, run_id):
+    """The PNG artifacts of every figure, as ``tag -> [file names]``."""
+    found = {}
+    for tag in FIGURE_TAGS:
+        files = [os.path.basename(a.path) for a in client.list_artifacts(run_id, tag)]
+        found[tag] = sorted(files)
+    return found
+
+
+def test_csv_logger_gets_every_scalar_and_figures_as_png_files_with_one_warning(tmp_path):
+    logger = CSVLogger(tmp_path, name="csv")
+    monitor, figure_warnings = fit(logger, tmp_path)
+    assert_same(csv_scalars(logger.log_dir), expected_scalars(monitor))
+    assert len(figure_warnings) == 1
+    assert os.path.join(logger.log_dir, "topology_figures") in str(figure_warnings[0].message)
+    for tag in FIGURE_TAGS:
+        folder = os.path.join(logger.log_dir, *tag.split("/"))
+        assert sorted(os.listdir(folder)) == ["epoch_0000.png", "epoch_0001.png"]
+        image = imread(os.path.join(folder, "epoch_0001.png"))
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert os.path.exists(os.path.join(logger.log_dir, "topology_history.jsonl"))
+
+
+def test_mlflow_logger_gets_every_scalar_and_every_figure(tmp_path, mlflow_logger):
+    logger, uri = mlflow_logger
+    monitor, figure_warnings = fit(logger, tmp_path)
+    client, run_id = mlflow_client(uri), logger.run_id
+    assert_same(mlflow_scalars(client, run_id), expected_scalars(monitor))
+    assert mlflow_figures(client, run_id) == {
+        tag: ["epoch_0000.png", "epoch_0001.png"] for tag in FIGURE_TAGS
+    }
+    assert figure_warnings == []
+
+
+def test_several_loggers_at_once_each_get_everything_they_can_take(tmp_path, mlflow_logger):
+    tensorboard = TensorBoardLogger(tmp_path, name="tb")
+    csv_logger = CSVLogger(tmp_path, name="csv")
+    mlflow, uri = mlflow_logger
+    monitor, figure_warnings = fit([tensorboard, csv_logger, mlflow], tmp_path)
+    expected = expected_scalars(monitor)
+
+    events = EventAccumulator(tensorboard.log_dir, size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    from_tensorboard = {}
+    for tag in events.Tags()["scalars"]:
+        if tag.startswith("topology/"):
+            for event in events.Scalars(tag):
+                from_tensorboard.setdefault(event.step, {})[tag] = event.value
+    assert_same(from_tensorboard, expected, rel=1e-6)  # float32 event values
+    assert FIGURE_TAGS <= set(events.Tags()["images"])
+    assert [e.step for e in events.Images("topology_figures/depth_PHdim")] == [0, 1]
+
+    assert_same(csv_scalars(csv_logger.log_dir), expected)
+    client, run_id = mlflow_client(uri), mlflow.run_id
+    assert_same(mlflow_scalars(client, run_id), expected)
+    assert all(len(files) == 2 for files in mlflow_figures(client, run_id).values())
+    # Two loggers took the figures: no PNG files and no warning for the CSV logger.
+    assert figure_warnings == []
+    assert not os.path.exists(os.path.join(csv_logger.log_dir, "topology_figures"))

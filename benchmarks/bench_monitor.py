@@ -20,16 +20,16 @@ What is timed:
   printed for comparison). digits: median of epochs 2..``--digits-epochs`` (epoch 1 warms
   up). resnet18: one epoch over the first ``--resnet-images`` images (default 2000), and the
   10,000-image epoch extrapolated linearly from it (an epoch is a loop over equal batches).
-* monitoring: on the trained model, what the callback does per monitored epoch:
-  ``monitor.compute(model)`` (its ``record.timings`` give forward, reduction, H0, PHdim, SW, H1;
-  "other" is the rest of ``compute``: hooks, concatenation, cloud scales, per-class splits) and
-  ``monitor._log(trainer, record, log_dir)`` (scalars, custom-scalars layout, the JSON-lines
-  history) into the same TensorBoardLogger: the median of ``--digits-repeats`` runs for digits,
-  one run for resnet18. Then one draw of the figures (depth profiles and SW heatmap, from the
-  whole history), which the callback pays once every ``figures_every_n_epochs`` (10) monitored
-  epochs: its tenth is added to the total as "figures (amortized)" (median of 3 draws after a
-  first one, which also loads matplotlib's fonts, once per process). The probe draw (once per
-  fit, at train start) is shown apart and not counted.
+* monitoring: on the trained model, what the callback does per monitored epoch: ``measure(model,
+  probe, **monitor.measure_options)`` (its ``record.timings`` give forward, reduction, H0, PHdim,
+  SW, H1; "other" is the rest of ``measure``: hooks, concatenation, cloud scales, per-class splits,
+  baselines) and ``TopologyWriter.write`` (scalars, custom-scalars layout, the JSON-lines history)
+  into the same TensorBoardLogger: the median of ``--digits-repeats`` runs for digits, one run for
+  resnet18. Then one draw of the figures (depth profiles and SW heatmap, from the whole history),
+  which the callback pays once every ``figures_every_n_epochs`` (10) monitored epochs: its tenth is
+  added to the total as "figures (amortized)" (median of 3 draws after a first one, which also loads
+  matplotlib's fonts, once per process). The probe draw (once per fit, at train start) is shown
+  apart and not counted.
 
 What the probe size buys (digits only): for each probe size, the spread of every block's
 class-averaged E0_1_scaled and PHdim over ``--spread-draws`` (5) probe sets drawn with different
@@ -70,10 +70,8 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from topo_monitor import TopologyMonitor
-from topo_monitor._lightning import tensorboard_writers
-from topo_monitor.blocks import resolve_blocks
-from topo_monitor.probe import ProbeSet
+from topo_monitor import ProbeSet, TopologyMonitor, measure
+from topo_monitor.reporting import TopologyWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPREAD_METRICS = ("E0_1_scaled", "PHdim")
@@ -173,18 +171,18 @@ def time_monitor(
         samples_per_class=samples_per_class, homology_dims=(0, 1) if h1 else (0,)
     )
     cadence = monitor.figures_every_n_epochs
-    monitor.figures_every_n_epochs = None  # figures are timed apart, below
     start = time.perf_counter()
     draw_probe(monitor, dataset)
     probe_seconds = time.perf_counter() - start
-    monitor._hooked = resolve_blocks(model, monitor.blocks)  # what setup() does
+    writer, history = TopologyWriter(), []
+    directory = trainer.log_dir or trainer.default_root_dir
     runs: list[dict[str, float]] = []
     for epoch in range(repeats):
         start = time.perf_counter()
-        record = monitor.compute(model, epoch=epoch, step=epoch)
+        record = measure(model, monitor.probe, **monitor.measure_options, epoch=epoch, step=epoch)
         computed = time.perf_counter()
-        monitor.history.append(record)  # what _run does before logging
-        monitor._log(trainer, record, trainer.log_dir or trainer.default_root_dir)
+        history.append(record)
+        writer.write(trainer.loggers, history, directory)  # figures are timed apart, below
         logged = time.perf_counter()
         stages = {stage: record.timings.get(stage, float("nan")) for stage in STAGES[:6]}
         known = sum(v for v in stages.values() if v == v)
@@ -196,13 +194,11 @@ def time_monitor(
     # One draw of the figures, paid once every `cadence` epochs, with as many curves as the
     # callback's first draw has (the records above, repeated): the median of 3 draws after a
     # first one, which also loads matplotlib's fonts (once per process).
-    monitor.history = [
-        dataclasses.replace(monitor.history[i % repeats], epoch=i, step=i) for i in range(cadence)
-    ]
+    history = [dataclasses.replace(history[i % repeats], epoch=i, step=i) for i in range(cadence)]
     draws = []
     for _ in range(4):
         start = time.perf_counter()
-        monitor._write_figures(tensorboard_writers(trainer), record)
+        writer.write_figures(trainer.loggers, history, directory)
         draws.append(time.perf_counter() - start)
     figures = statistics.median(draws[1:])
     out["figures"] = figures / cadence
@@ -228,7 +224,7 @@ def probe_spread(
     for seed in range(draws):
         monitor = TopologyMonitor(samples_per_class=samples_per_class, seed=seed)
         draw_probe(monitor, dataset)
-        record = monitor.compute(model)
+        record = measure(model, monitor.probe, **monitor.measure_options)
         for metric in SPREAD_METRICS:
             values[metric].append(record.values[metric])
     spread = {}

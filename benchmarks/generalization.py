@@ -15,7 +15,8 @@ Printed:
 3. the within-run correlation of E0_1 with test accuracy across epochs (paper: r = -0.92);
 4. early stopping: the epoch TopologicalEarlyStopping would stop at, epochs saved and test
    accuracy lost, next to Lightning's EarlyStopping on validation loss (both with patience 3,
-   replayed with the callbacks' own rules on the recorded series).
+   replayed on the recorded series with ``PlateauRule``: the callback's own rule, and the rule
+   that stops where ``EarlyStopping`` does, as tests/test_early_stopping.py checks).
 
 The trained family is cached in benchmarks/.cache/; a second run only re-analyses (seconds).
 About 10 minutes on 2 CPU cores for the default 40 runs of 30 epochs.
@@ -35,13 +36,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import EarlyStopping
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from topo_monitor import TopologicalEarlyStopping, TopologyMonitor
+from topo_monitor import PlateauRule, TopologicalEarlyStopping, TopologyMonitor
 from topo_monitor.analysis.generalization import (
     BASELINE_FEATURES,
     CalibrationSet,
@@ -217,17 +217,6 @@ def train_one(config: Config, epochs: int) -> dict:
     return {"config": asdict(config), "epochs": epochs_out}
 
 
-def replay(stopper: EarlyStopping, values: list[float]) -> int | None:
-    """The epoch at which a stopping rule fires on a recorded series (None: never)."""
-    for epoch, value in enumerate(values):
-        if isinstance(stopper, TopologicalEarlyStopping):
-            stopper._epoch = epoch
-        should_stop, _ = stopper._evaluate_stopping_criteria(torch.tensor(value))
-        if should_stop:
-            return epoch
-    return None
-
-
 def report(runs: list[dict]) -> None:
     finals = [r["epochs"][-1] for r in runs]
     accuracy = np.array([f["test_accuracy"] for f in finals])
@@ -280,18 +269,18 @@ def report(runs: list[dict]) -> None:
         f"{'acc lost max':>13s}"
     )
     rules = {
-        "Topological (E0_1, default)": lambda: TopologicalEarlyStopping(patience=3, verbose=False),
-        "Topological (E0_1_scaled)": lambda: TopologicalEarlyStopping(
-            "topology/E0_1_scaled/last_hidden", patience=3, verbose=False
-        ),
-        "EarlyStopping(val_loss)": lambda: EarlyStopping("val_loss", patience=3, verbose=False),
+        "Topological (E0_1, default)": TopologicalEarlyStopping(patience=3).rule,
+        "Topological (E0_1_scaled)": TopologicalEarlyStopping(
+            "topology/E0_1_scaled/last_hidden", patience=3
+        ).rule,
+        "EarlyStopping(val_loss)": PlateauRule(patience=3),
     }
     keys = dict(zip(rules, ("E0_1", "E0_1_scaled", "val_loss"), strict=True))
-    for name, make in rules.items():
+    for name, rule in rules.items():
         saved, lost, stopped = [], [], 0
         for run in runs:
             series = [e[keys[name]] for e in run["epochs"]]
-            stop = replay(make(), series)
+            stop = rule.replay(series)
             last = len(series) - 1
             at = last if stop is None else stop
             stopped += stop is not None

@@ -17,8 +17,9 @@ from topo_monitor.analysis.adversarial import (
     adversarial_config,
     adversarial_topology,
 )
+from topo_monitor.callbacks._probe import training_probe
 from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
-from topo_monitor.probing.probe import ProbeSet, default_unpack, loader_dataset
+from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.reporting.loggers import FigureWriter, log_metrics
 
 __all__ = ["AdversarialTopologyMonitor"]
@@ -111,11 +112,8 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.probe is None and trainer.is_global_zero:
-            source = self._probe_source
-            if source is None:
-                source = loader_dataset(trainer.train_dataloader)
-            self.probe = ProbeSet.from_dataset(
-                source, self.samples_per_class, self.seed, self.unpack
+            self.probe = training_probe(
+                trainer, self._probe_source, self.samples_per_class, self.seed, self.unpack
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -17,10 +17,11 @@ from torch.utils.data import Dataset
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
+from topo_monitor.callbacks._probe import training_probe
 from topo_monitor.probing.blocks import resolve_blocks
 from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
-from topo_monitor.probing.probe import ProbeSet, default_unpack, loader_dataset
+from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.probing.summary import METRICS, SummaryConfig, metric_names
 from topo_monitor.reporting.writer import TopologyWriter
@@ -224,14 +225,11 @@ class TopologyMonitor(*CALLBACK_BASES):
             resolve_blocks(pl_module, self.blocks)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_run_epoch = None
+        self._last_run_epoch = self.measured_epoch = None
         self.writer.start_run()
         if self.probe is None and trainer.is_global_zero:
-            source = self._probe_source
-            if source is None:
-                source = loader_dataset(trainer.train_dataloader)
-            self.probe = ProbeSet.from_dataset(
-                source, self.samples_per_class, self.seed, self.unpack
+            self.probe = training_probe(
+                trainer, self._probe_source, self.samples_per_class, self.seed, self.unpack
             )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -154,3 +154,11 @@ def test_import_loads_no_heavy_optional_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_callbacks_check_a_given_probe_at_construction():
+    for callback in (TopologyMonitor, AdversarialTopologyMonitor):
+        with pytest.raises(ValueError, match="probe must be"):
+            callback(probe=[1, 2])  # the adversarial monitor used to ignore it and draw its own
+        given = callback(probe=blobs().tensors).probe
+        assert isinstance(given, ProbeSet) and len(given) == 120

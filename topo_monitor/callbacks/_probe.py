@@ -1,4 +1,4 @@
-"""The probe set a callback draws at the start of ``fit`` when it was not given one."""
+"""The probe set of a callback: given at construction, or drawn at the start of ``fit``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from topo_monitor.probing.measurement import ProbeLike, as_probe
 from topo_monitor.probing.probe import ProbeSet, loader_dataset
 
-__all__ = ["training_probe"]
+__all__ = ["given_probe", "training_probe"]
+
+
+def given_probe(probe: ProbeLike | None) -> ProbeSet | None:
+    """The probe set a callback was given, checked now; None when it is drawn at fit start
+    (from the given ``Dataset``, or from the training data)."""
+    if probe is None or isinstance(probe, Dataset):
+        return None
+    return as_probe(probe)
 
 
 def training_probe(

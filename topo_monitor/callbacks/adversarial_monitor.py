@@ -17,7 +17,7 @@ from topo_monitor.analysis.adversarial import (
     adversarial_config,
     adversarial_topology,
 )
-from topo_monitor.callbacks._probe import training_probe
+from topo_monitor.callbacks._probe import given_probe, training_probe
 from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.reporting.loggers import FigureWriter, log_metrics
@@ -96,7 +96,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
             seed=seed,
         )
         self._probe_source = probe
-        self.probe = ProbeSet.given(probe)
+        self.probe = given_probe(probe)
         self.history: list[dict[str, Any]] = []
         self.figures = FigureWriter(type(self).__name__)
 

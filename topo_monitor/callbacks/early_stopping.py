@@ -114,12 +114,9 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        monitors = [c for c in trainer.callbacks if isinstance(c, TopologyMonitor)]
-        if not monitors:
-            raise ValueError(
-                "TopologicalEarlyStopping needs a TopologyMonitor in Trainer(callbacks=[...]): "
-                "it stops on the metrics that monitor computes"
-            )
+        monitors = TopologyMonitor.among(
+            trainer, "TopologicalEarlyStopping", "it stops on the metrics that monitor computes"
+        )
         metric = self.monitor.split("/")[1]
         self._topology = next((m for m in monitors if metric in m.metric_names), None)
         if self._topology is None:

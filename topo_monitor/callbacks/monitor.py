@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
-from topo_monitor.callbacks._probe import training_probe
+from topo_monitor.callbacks._probe import given_probe, training_probe
 from topo_monitor.probing.blocks import resolve_blocks
 from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
@@ -145,13 +145,6 @@ class TopologyMonitor(*CALLBACK_BASES):
             "figures_every_n_epochs must be a positive int or None, "
             f"got {figures_every_n_epochs!r}",
         )
-        check(
-            probe is None
-            or isinstance(probe, (Dataset, ProbeSet))
-            or (isinstance(probe, tuple) and len(probe) == 2),
-            "probe must be None, a Dataset, a ProbeSet or an (inputs, labels) tuple of tensors, "
-            f"got {type(probe).__name__}",
-        )
         check_probing_options(reduction, seed, batch_size, channel_dim)
         self.config = SummaryConfig(
             metrics=metrics,
@@ -174,7 +167,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.forward = forward
         self.figures_every_n_epochs = figures_every_n_epochs
         self._probe_source = probe
-        self.probe = ProbeSet.given(probe)
+        self.probe = given_probe(probe)
         self.history: list[TopologyRecord] = []
         self.writer = TopologyWriter(type(self).__name__)
         self.measured_epoch: int | None = None
@@ -306,6 +299,17 @@ class TopologyMonitor(*CALLBACK_BASES):
                 self._directory,
                 figures=cadence is not None and len(self.history) % cadence == 0,
             )
+
+    @staticmethod
+    def among(trainer: pl.Trainer, needed_by: str, why: str) -> list[TopologyMonitor]:
+        """The TopologyMonitors among the trainer's callbacks, for the callbacks that read them;
+        none is an error at fit start, saying ``why`` ``needed_by`` needs one."""
+        monitors = [c for c in trainer.callbacks if isinstance(c, TopologyMonitor)]
+        if not monitors:
+            raise ValueError(
+                f"{needed_by} needs a TopologyMonitor in Trainer(callbacks=[...]): {why}"
+            )
+        return monitors
 
     @staticmethod
     def _short_metrics(record: TopologyRecord) -> dict[str, float]:

@@ -75,11 +75,9 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._topology = next(
-            (c for c in trainer.callbacks if isinstance(c, TopologyMonitor)), None
-        )
-        if self._topology is None:
-            raise ValueError("PredictedTestAccuracy needs a TopologyMonitor among the callbacks")
+        self._topology = TopologyMonitor.among(
+            trainer, "PredictedTestAccuracy", "it predicts from that monitor's records"
+        )[0]
         calibration = self.calibration
         if not isinstance(calibration, CalibrationSet):
             calibration = CalibrationSet.load(calibration)

@@ -95,16 +95,6 @@ class ProbeSet:
         return np.unique(self.labels.numpy())
 
     @classmethod
-    def given(cls, probe: Any) -> ProbeSet | None:
-        """The probe set a callback was given: a ``ProbeSet``, ``(inputs, labels)`` tensors, or
-        None when it is to be drawn later (from a given ``Dataset`` or the training data)."""
-        if isinstance(probe, ProbeSet):
-            return probe
-        if isinstance(probe, tuple):
-            return cls.from_tensors(*probe)
-        return None
-
-    @classmethod
     def from_tensors(cls, inputs: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> ProbeSet:
         labels = torch.as_tensor(labels).reshape(-1).long().cpu()
         if not isinstance(inputs, torch.Tensor) or len(inputs) != len(labels):

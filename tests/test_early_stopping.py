@@ -8,24 +8,34 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from helpers import MLP, blobs, loader, quiet_trainer
-from topo_monitor import PlateauRule, TopologicalEarlyStopping, TopologyMonitor, TopologyRecord
+from topo_monitor import (
+    ConvergenceRule,
+    PlateauRule,
+    TopologicalEarlyStopping,
+    TopologyMonitor,
+    TopologyRecord,
+    VelocityRule,
+)
 
 
 class ScriptedMonitor(TopologyMonitor):
-    """A TopologyMonitor whose last hidden E0_1 follows a given sequence, one value per epoch."""
+    """A TopologyMonitor whose last hidden block's metrics follow a given sequence, one value
+    per epoch (every metric the same value)."""
 
     def __init__(self, sequence, **kwargs):
-        super().__init__(samples_per_class=5, metrics=("e0",), **kwargs)
+        kwargs.setdefault("figures_every_n_epochs", None)
+        super().__init__(samples_per_class=5, metrics=("e0", "sw"), **kwargs)
         self.sequence = sequence
 
-    def measure(self, model, epoch=None, step=None):
+    def measure(self, model, epoch=None, step=None, previous=None):
         value = self.sequence[epoch]
+        metrics = ("E0_1", "E0_1_scaled", "H0_velocity")
         return TopologyRecord(
             epoch=epoch,
             step=step,
             blocks=["hidden", "output"],
             depths=[0.5, 1.0],
-            values={"E0_1": [value, 1.0], "E0_1_scaled": [value, 1.0]},
+            values={metric: [value, 1.0] for metric in metrics},
         )
 
 
@@ -40,48 +50,50 @@ def fit(sequence, stopper, max_epochs=None, monitor_kwargs=None, order="monitor-
 
 
 def test_plateau_stops_after_patience_and_keeps_best_epoch(tmp_path):
-    stopper = TopologicalEarlyStopping(patience=3)
+    stopper = TopologicalEarlyStopping(rule="plateau", patience=3)
     trainer = fit([10, 8, 7, 7.0, 7.0, 7.0, 6, 5, 4, 3], stopper, default_root_dir=tmp_path)
     assert stopper.stopped_epoch == 5 and trainer.current_epoch == 6
-    assert stopper.best_epoch == 2
+    assert stopper.rule.best_epoch == 2
     assert "did not improve" in stopper.stopping_reason_message
 
 
 def test_rebound_stops_at_once_whatever_the_callback_order(tmp_path):
-    stopper = TopologicalEarlyStopping(patience=5, rebound=0.25)
+    stopper = TopologicalEarlyStopping(rule="plateau", patience=5, rebound=0.25)
     fit([10, 8, 6, 9, 5, 4, 3], stopper, order="stopper-first", default_root_dir=tmp_path)
     assert stopper.stopped_epoch == 3
-    assert stopper.best_epoch == 2
+    assert stopper.rule.best_epoch == 2
     assert stopper.stopping_reason_message.startswith("Rebound")
 
 
 def test_noisy_decrease_does_not_stop(tmp_path):
     noisy = [10, 9.5, 9.7, 9.0, 9.2, 8.5, 8.7, 8.0, 8.1, 7.6]
-    stopper = TopologicalEarlyStopping(patience=3, rebound=0.25)
+    stopper = TopologicalEarlyStopping(rule="plateau", patience=3, rebound=0.25)
     trainer = fit(noisy, stopper, default_root_dir=tmp_path)
     assert stopper.stopped_epoch == 0 and trainer.current_epoch == len(noisy)
-    assert stopper.best_epoch == 9
+    assert stopper.rule.best_epoch == 9
 
 
 def test_relative_min_delta(tmp_path):
     slow = [10, 9.95, 9.9, 9.85, 9.8, 9.75]  # 0.5 % per epoch: below a 1 % min_delta
-    stopper = TopologicalEarlyStopping(patience=2, min_delta=0.01, min_delta_mode="rel")
+    stopper = TopologicalEarlyStopping(
+        rule="plateau", patience=2, min_delta=0.01, min_delta_mode="rel"
+    )
     fit(slow, stopper, default_root_dir=tmp_path)
-    assert stopper.stopped_epoch == 2 and stopper.best_epoch == 0
+    assert stopper.stopped_epoch == 2 and stopper.rule.best_epoch == 0
 
 
 def test_only_monitored_epochs_count(tmp_path):
     # Monitoring every 2nd epoch: epochs 1, 3, 5, 7; patience 2 stops at epoch 5.
     sequence = [math.nan, 5, math.nan, 6, math.nan, 6, math.nan, 1]
-    stopper = TopologicalEarlyStopping(patience=2, rebound=None)
+    stopper = TopologicalEarlyStopping(rule="plateau", patience=2, rebound=None)
     fit(sequence, stopper, monitor_kwargs={"every_n_epochs": 2}, default_root_dir=tmp_path)
-    assert stopper.stopped_epoch == 5 and stopper.best_epoch == 1
+    assert stopper.stopped_epoch == 5 and stopper.rule.best_epoch == 1
 
 
 def test_resume_keeps_wait_count_and_best_epoch(tmp_path):
     sequence = [10, 8, 9, 9, 9, 9]
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    first = TopologicalEarlyStopping(patience=3, rebound=None)
+    first = TopologicalEarlyStopping(rule="plateau", patience=3, rebound=None)
     monitor = ScriptedMonitor(sequence)
     trainer = quiet_trainer(
         max_epochs=3,
@@ -91,9 +103,9 @@ def test_resume_keeps_wait_count_and_best_epoch(tmp_path):
         default_root_dir=tmp_path,
     )
     trainer.fit(MLP(), loader(blobs()))
-    assert first.wait_count == 1 and first.best_epoch == 1
+    assert first.wait_count == 1 and first.rule.best_epoch == 1
 
-    second = TopologicalEarlyStopping(patience=3, rebound=None)
+    second = TopologicalEarlyStopping(rule="plateau", patience=3, rebound=None)
     trainer = quiet_trainer(
         max_epochs=6,
         callbacks=[ScriptedMonitor(sequence), second],
@@ -101,7 +113,7 @@ def test_resume_keeps_wait_count_and_best_epoch(tmp_path):
         default_root_dir=tmp_path,
     )
     trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "last.ckpt"))
-    assert second.best_epoch == 1
+    assert second.rule.best_epoch == 1
     assert second.stopped_epoch == 4  # waits at epochs 2, 3, 4: patience 3 counted across resume
 
 
@@ -124,7 +136,82 @@ def test_misconfiguration_fails_at_fit_start(tmp_path):
     with pytest.raises(ValueError, match="topology/<metric>/<block>"):
         TopologicalEarlyStopping("val_loss")
     with pytest.raises(ValueError, match="min_delta_mode"):
-        TopologicalEarlyStopping(min_delta_mode="pct")
+        TopologicalEarlyStopping(rule="plateau", min_delta_mode="pct")
+    with pytest.raises(ValueError, match=r"rule must be one of \['convergence', 'plateau'"):
+        TopologicalEarlyStopping(rule="patience")
+    with pytest.raises(ValueError, match=r"takes the options \['tol', 'patience'\]"):
+        TopologicalEarlyStopping(rebound=0.25)  # a plateau option given to the default rule
+    with pytest.raises(ValueError, match="carries its own"):
+        TopologicalEarlyStopping(rule=VelocityRule(), patience=2)
+
+
+def test_default_rule_stops_on_a_converging_series_not_on_a_changing_one(tmp_path):
+    # The scale-free complexity of the last hidden block falls, then settles within 2 %.
+    converging = [40.0, 30.0, 24.0, 21.0, 20.6, 20.4, 20.5, 20.3, 20.2, 20.2, 20.1, 20.0]
+    stopper = TopologicalEarlyStopping()
+    assert stopper.monitor == "topology/E0_1_scaled/last_hidden"
+    trainer = fit(converging, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 6 and trainer.current_epoch == 7  # still at epochs 4, 5, 6
+    assert "changed by at most 2.0%" in stopper.stopping_reason_message
+
+    # Still changing by 3-6 % an epoch, up and down: no stop.
+    changing = [40.0, 38.0, 36.5, 38.0, 36.0, 34.0, 35.5, 33.5, 32.0, 33.5, 32.0, 30.5]
+    stopper = TopologicalEarlyStopping()
+    trainer = fit(changing, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 0 and trainer.current_epoch == len(changing)
+
+
+def test_velocity_rule_in_a_trainer_and_across_resume(tmp_path):
+    # H0_velocity is NaN at the first monitored epoch (no previous diagrams): skipped.
+    speeds = [math.nan, 2.0, 3.0, 1.0, 0.5, 0.4, 0.5, 0.2]
+    stopper = TopologicalEarlyStopping(rule="velocity", fraction=0.2, patience=2)
+    assert stopper.monitor == "topology/H0_velocity/last_hidden"
+    fit(speeds, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 5  # 0.5 and 0.4 are at most 20 % of the peak 3.0
+    assert VelocityRule(fraction=0.2, patience=2).replay(speeds) == 5
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    first = TopologicalEarlyStopping(rule="velocity", fraction=0.2, patience=2)
+    trainer = quiet_trainer(
+        max_epochs=5,
+        callbacks=[ScriptedMonitor(speeds), first, checkpoint],
+        logger=False,
+        enable_checkpointing=True,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    assert first.rule.peak == 3.0 and first.wait_count == 1
+    second = TopologicalEarlyStopping(rule="velocity", fraction=0.2, patience=2)
+    trainer = quiet_trainer(
+        max_epochs=8,
+        callbacks=[ScriptedMonitor(speeds), second],
+        logger=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert second.stopped_epoch == 5
+
+
+def test_convergence_and_velocity_rules_on_series():
+    rule = ConvergenceRule(tol=0.02, patience=3)
+    assert rule.replay([1.0, 0.5, 0.45, 0.449, 0.4485, 0.448, 0.4478]) == 5
+    # Either direction counts; a NaN (not measured) neither counts nor breaks the streak.
+    assert rule.replay([1.0, 1.01, math.nan, 1.02, 1.03, 2.0]) == 4
+    assert rule.replay([1.0, 1.1, 1.0, 1.1, 1.0]) is None
+    assert rule.replay([0.0, 0.0, 0.0, 0.0]) is None  # a relative change of 0 is undefined
+    state = rule.state_dict()
+    other = ConvergenceRule(tol=0.02, patience=3)
+    other.load_state_dict(state)
+    assert other.state_dict() == state
+
+    rule = VelocityRule(fraction=0.5, patience=1)
+    assert rule.replay([4.0, 3.0, 2.5, 1.0]) == 3
+    assert rule.peak == 4.0
+    assert rule.replay([1.0, 2.0, 4.0, 8.0]) is None  # still accelerating
+    with pytest.raises(ValueError, match=r"fraction must be a number in \(0, 1\)"):
+        VelocityRule(fraction=1.5)
+    with pytest.raises(ValueError, match="tol must be a positive number"):
+        ConvergenceRule(tol=0)
 
 
 class ValidationLoss(MLP):

@@ -26,9 +26,11 @@ from topo_monitor.analysis.baselines import mean_margin
 
 
 def comparable(record: TopologyRecord) -> dict:
-    """Everything but the wall-clock timings."""
+    """Everything but the wall-clock timings and the velocity (it needs the previous epoch)."""
     out = record.to_dict()
     out.pop("timings")
+    for values in (out["values"], out["per_class"]):
+        values.pop("H0_velocity", None)
     return out
 
 
@@ -66,6 +68,67 @@ def test_measure_gives_exactly_the_record_the_callback_logged(tmp_path):
     norm = math.sqrt(sum(float((p.double() ** 2).sum()) for p in model.parameters()))
     assert offline.extras["param_norm"] == pytest.approx(norm, rel=1e-12)
     assert {"forward", "reduction", "h0", "phdim", "sw", "h1"} <= set(offline.timings)
+
+
+def gudhi_scale_free_h0(X: np.ndarray) -> np.ndarray:
+    """The finite H0 bars of a Rips filtration (gudhi), divided by the RMS radius (NumPy)."""
+    import gudhi
+
+    tree = gudhi.RipsComplex(points=X).create_simplex_tree(max_dimension=1)
+    tree.compute_persistence()
+    bars = tree.persistence_intervals_in_dimension(0)
+    bars = bars[np.isfinite(bars[:, 1])]
+    return bars / np.sqrt(((X - X.mean(axis=0)) ** 2).sum(axis=1).mean())
+
+
+def test_velocity_is_the_sw_distance_between_consecutive_epochs_diagrams(tmp_path):
+    from gudhi.representations import SlicedWassersteinDistance
+
+    snapshots = []
+
+    class Snapshot(pl.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
+
+    pl.seed_everything(0)
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0", "sw"))
+    trainer = quiet_trainer(
+        max_epochs=2, callbacks=[monitor, Snapshot()], logger=False, default_root_dir=tmp_path
+    )
+    model = MLP()
+    trainer.fit(model, loader(blobs()))
+    first, second = monitor.history
+    assert all(math.isnan(v) for v in first.values["H0_velocity"])  # nothing to compare with
+    assert first.diagrams is None and second.diagrams is not None  # only the newest kept
+
+    # Offline, epoch by epoch, gives the logged velocity exactly.
+    records = []
+    for state in snapshots:
+        model.load_state_dict(state)
+        previous = records[-1] if records else None
+        records.append(measure(model, monitor.probe, **monitor.measure_options, previous=previous))
+    assert records[1].values["H0_velocity"] == second.values["H0_velocity"]
+
+    # Independently: gudhi's Rips diagrams of each class cloud, scaled, gudhi's SW, averaged.
+    sw = SlicedWassersteinDistance(num_directions=50)
+    clouds = []
+    for state in snapshots:
+        model.load_state_dict(state)
+        model.eval()
+        with torch.no_grad():
+            clouds.append(model.net[:3](monitor.probe.inputs).double().numpy())  # block "net.2"
+    labels = monitor.probe.labels.numpy()
+    expected = np.mean(
+        [
+            sw(
+                gudhi_scale_free_h0(clouds[0][labels == c]),
+                gudhi_scale_free_h0(clouds[1][labels == c]),
+            )
+            for c in np.unique(labels)
+        ]
+    )
+    assert second.blocks[0] == "net.2"
+    assert second.values["H0_velocity"][0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_measure_draws_the_probe_from_a_dataset_as_the_callback_does():

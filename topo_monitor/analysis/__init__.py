@@ -8,13 +8,21 @@ from topo_monitor.analysis.generalization import (
     GeneralizationPredictor,
     features_from_record,
 )
-from topo_monitor.analysis.stopping import PlateauRule
+from topo_monitor.analysis.stopping import (
+    ConvergenceRule,
+    PlateauRule,
+    StoppingRule,
+    VelocityRule,
+)
 
 __all__ = [
     "AdversarialTable",
     "CalibrationSet",
+    "ConvergenceRule",
     "GeneralizationPredictor",
     "PlateauRule",
+    "StoppingRule",
+    "VelocityRule",
     "adversarial_topology",
     "features_from_record",
     "mean_margin",

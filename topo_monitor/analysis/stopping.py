@@ -1,18 +1,68 @@
 """Stopping rules on a series of checks: pure, so a callback and a study replaying recorded runs
-make exactly the same decisions."""
+make exactly the same decisions.
+
+Every rule takes one value per check (:meth:`StoppingRule.update`) and says when to stop; each
+keeps Lightning's ``EarlyStopping`` notion of patience (checks in a row that satisfy the rule) and
+its state round-trips through ``state_dict`` for resuming.
+"""
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
 from topo_monitor._validation import check, is_positive_int
 
-__all__ = ["PlateauRule"]
+__all__ = ["ConvergenceRule", "PlateauRule", "StoppingRule", "VelocityRule"]
 
 
-class PlateauRule:
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class StoppingRule(ABC):
+    """A stopping decision from one value per check.
+
+    Attributes
+    ----------
+    patience : int
+    wait_count : int
+        Checks in a row that satisfied the rule (that did not improve, for :class:`PlateauRule`).
+    """
+
+    patience: int
+    wait_count: int
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget every check (a new run)."""
+
+    @abstractmethod
+    def update(self, value: float, epoch: int, name: str = "metric") -> str | None:
+        """Take the value of one check; return why to stop now, or None to go on."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def replay(self, values: Iterable[float], epochs: Iterable[int] | None = None) -> int | None:
+        """The epoch at which the rule stops on a recorded series (None: never), from scratch.
+
+        ``epochs`` defaults to 0, 1, 2, ...: the checks' epochs when not every epoch is checked.
+        """
+        self.reset()
+        values = list(values)
+        for epoch, value in zip(epochs or range(len(values)), values, strict=True):
+            if self.update(float(value), epoch) is not None:
+                return epoch
+        return None
+
+
+class PlateauRule(StoppingRule):
     """Stop when a metric has not improved for ``patience`` checks, or rebounds past its best.
 
     Improvement is Lightning's ``EarlyStopping``'s: better than the best so far by more than
@@ -110,18 +160,6 @@ class PlateauRule:
             )
         return None
 
-    def replay(self, values: Iterable[float], epochs: Iterable[int] | None = None) -> int | None:
-        """The epoch at which the rule stops on a recorded series (None: never), from scratch.
-
-        ``epochs`` defaults to 0, 1, 2, ...: the checks' epochs when not every epoch is checked.
-        """
-        self.reset()
-        values = list(values)
-        for epoch, value in zip(epochs or range(len(values)), values, strict=True):
-            if self.update(float(value), epoch) is not None:
-                return epoch
-        return None
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_score": self.best_score,
@@ -132,4 +170,117 @@ class PlateauRule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = float(state["best_score"])
         self.best_epoch = state.get("best_epoch")
+        self.wait_count = int(state["wait_count"])
+
+
+class ConvergenceRule(StoppingRule):
+    """Stop when a metric has stopped moving: its relative change between consecutive checks
+    stayed at most ``tol`` for ``patience`` checks in a row, in either direction.
+
+    For a scale-free metric of a representation (``E0_1_scaled``, ``PHdim``) this says the
+    representation's shape has converged, whether its complexity was falling or rising; unlike
+    :class:`PlateauRule` it needs no direction of improvement.
+
+    Parameters
+    ----------
+    tol : float
+        Largest relative change ``|v_t - v_{t-1}| / |v_{t-1}|`` that counts as still.
+    patience : int
+        Still checks in a row before stopping.
+
+    Attributes
+    ----------
+    previous : float
+        The last finite value (NaN before the first).
+    wait_count : int
+        Still checks in a row so far. A NaN value (not measured) neither counts nor breaks it.
+    """
+
+    def __init__(self, tol: float = 0.02, patience: int = 3) -> None:
+        check(_is_number(tol) and tol > 0, f"tol must be a positive number, got {tol!r}")
+        check(is_positive_int(patience), f"patience must be a positive int, got {patience!r}")
+        self.tol = float(tol)
+        self.patience = patience
+        self.reset()
+
+    def reset(self) -> None:
+        self.previous = math.nan
+        self.wait_count = 0
+
+    def update(self, value: float, epoch: int, name: str = "metric") -> str | None:
+        if not math.isfinite(value):
+            return None
+        previous, self.previous = self.previous, value
+        if not math.isfinite(previous):
+            return None
+        change = abs(value - previous) / abs(previous) if previous != 0 else math.inf
+        self.wait_count = self.wait_count + 1 if change <= self.tol else 0
+        if self.wait_count >= self.patience:
+            return (
+                f"{name} changed by at most {self.tol:.1%} per check for the last "
+                f"{self.wait_count} checks (now {value:.4g})."
+            )
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"previous": self.previous, "wait_count": self.wait_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.previous = float(state["previous"])
+        self.wait_count = int(state["wait_count"])
+
+
+class VelocityRule(StoppingRule):
+    """Stop when a speed has fallen below a fraction of its running peak for ``patience`` checks.
+
+    Meant for ``H0_velocity``, the sliced-Wasserstein distance a block's scale-free H0 diagrams
+    moved since the previous check: large while the representation reorganizes, small once its
+    topology has settled.
+
+    Parameters
+    ----------
+    fraction : float in (0, 1)
+        Slow means at most ``fraction`` times the largest speed seen so far.
+    patience : int
+        Slow checks in a row before stopping.
+
+    Attributes
+    ----------
+    peak : float
+        The largest value so far (0 before the first).
+    wait_count : int
+        Slow checks in a row so far. A NaN value (no previous measurement) is skipped.
+    """
+
+    def __init__(self, fraction: float = 0.2, patience: int = 3) -> None:
+        check(
+            _is_number(fraction) and 0 < fraction < 1,
+            f"fraction must be a number in (0, 1), got {fraction!r}",
+        )
+        check(is_positive_int(patience), f"patience must be a positive int, got {patience!r}")
+        self.fraction = float(fraction)
+        self.patience = patience
+        self.reset()
+
+    def reset(self) -> None:
+        self.peak = 0.0
+        self.wait_count = 0
+
+    def update(self, value: float, epoch: int, name: str = "metric") -> str | None:
+        if not math.isfinite(value):
+            return None
+        self.peak = max(self.peak, value)
+        self.wait_count = self.wait_count + 1 if value <= self.fraction * self.peak else 0
+        if self.wait_count >= self.patience:
+            return (
+                f"{name} stayed at most {self.fraction:.0%} of its peak {self.peak:.4g} for the "
+                f"last {self.wait_count} checks (now {value:.4g})."
+            )
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"peak": self.peak, "wait_count": self.wait_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.peak = float(state["peak"])
         self.wait_count = int(state["wait_count"])

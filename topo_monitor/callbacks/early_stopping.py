@@ -1,75 +1,134 @@
-"""TopologicalEarlyStopping: stop when a topology metric stops improving, or rebounds."""
+"""TopologicalEarlyStopping: validation-free early stopping on a rule about the topology of the
+representations (the rules are pure: :mod:`topo_monitor.analysis.stopping`)."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-import torch
-
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info
-from topo_monitor.analysis.stopping import PlateauRule
+from topo_monitor.analysis.stopping import ConvergenceRule, PlateauRule, StoppingRule, VelocityRule
 from topo_monitor.callbacks.monitor import TopologyMonitor
 
-__all__ = ["TopologicalEarlyStopping"]
+__all__ = ["DEFAULT_RULE", "RULES", "TopologicalEarlyStopping", "make_rule"]
+
+
+RULES: dict[str, tuple[type[StoppingRule], dict[str, Any], str]] = {
+    "convergence": (
+        ConvergenceRule,
+        {"tol": 0.02, "patience": 3},
+        "topology/E0_1_scaled/last_hidden",
+    ),
+    "velocity": (
+        VelocityRule,
+        {"fraction": 0.2, "patience": 3},
+        "topology/H0_velocity/last_hidden",
+    ),
+    "plateau": (
+        PlateauRule,
+        {"patience": 3, "rebound": 0.25, "mode": "min"},
+        "topology/E0_1/last_hidden",
+    ),
+}
+"""Named rules: the rule class, its default options and the metric it reads by default."""
+
+DEFAULT_RULE = "convergence"
+
+
+def make_rule(
+    rule: str | StoppingRule = DEFAULT_RULE, **options: Any
+) -> tuple[StoppingRule, str | None]:
+    """A stopping rule by name (with ``options`` over its defaults), and its default metric
+    (None for a rule object of a class not in :data:`RULES`).
+
+    The callback and ``benchmarks/early_stopping.py`` build their rules here, so the study
+    measures exactly the rules users get.
+    """
+    if isinstance(rule, StoppingRule):
+        if options:
+            raise ValueError(
+                f"options {sorted(options)} are for a rule given by name; a rule object "
+                f"({type(rule).__name__}) carries its own"
+            )
+        return rule, next((m for cls, _, m in RULES.values() if type(rule) is cls), None)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {sorted(RULES)} or a StoppingRule, got {rule!r}")
+    cls, defaults, metric = RULES[rule]
+    try:
+        return cls(**{**defaults, **options}), metric
+    except TypeError as err:
+        accepted = list(inspect.signature(cls).parameters)
+        raise ValueError(
+            f"rule {rule!r} ({cls.__name__}) takes the options {accepted}: {err}"
+        ) from None
 
 
 class TopologicalEarlyStopping(*CALLBACK_BASES):
-    """Early stopping on a metric a :class:`TopologyMonitor` computes, with plateau and rebound
-    rules (:class:`~topo_monitor.analysis.stopping.PlateauRule`).
+    """Validation-free early stopping: stop training when the topology of the representations
+    tells it to, so that all labelled data can be trained on.
 
-    During training the topological complexity of the last representations falls as classes
-    separate (Magai & Ayzenberg 2022; Ballester et al. 2023); training stops when it stops
-    falling for ``patience`` monitored epochs (plateau), or when it rises again by more than
-    ``rebound`` above its best (rebound). Needs a :class:`TopologyMonitor` among the callbacks,
-    and checks only the epochs that monitor computes (``every_n_epochs``), whatever the order of
-    the callbacks. Works with the ``pytorch_lightning`` and the ``lightning.pytorch`` Trainer.
+    Needs a :class:`TopologyMonitor` among the callbacks and checks the epochs it computes
+    (``every_n_epochs``), whatever the order of the callbacks. The rule is chosen by name:
+
+    ``"convergence"`` (default)
+        :class:`~topo_monitor.ConvergenceRule` on ``topology/E0_1_scaled/last_hidden``: stop when
+        the scale-free H0 complexity of the last hidden block changed by at most ``tol`` (2 %)
+        per monitored epoch for ``patience`` (3) epochs in a row.
+    ``"velocity"``
+        :class:`~topo_monitor.VelocityRule` on ``topology/H0_velocity/last_hidden``: stop when
+        the SW distance the block's diagrams move per epoch stayed below ``fraction`` (20 %) of
+        its peak for ``patience`` epochs.
+    ``"plateau"``
+        :class:`~topo_monitor.PlateauRule` on ``topology/E0_1/last_hidden`` with Lightning's
+        ``EarlyStopping`` semantics (``patience``, ``min_delta``, ``min_delta_mode``, ``mode``,
+        ``check_finite``) and a ``rebound`` stop: the rule of earlier versions; measured to
+        stop far too early (README, "Early stopping without a validation set").
 
     Parameters
     ----------
-    monitor : str, default "topology/E0_1/last_hidden"
-        A metric the TopologyMonitor logs: ``topology/<metric>/<block>``, with block ``last``
-        (the model output), ``last_hidden`` (the block before it) or a block name.
-    min_delta : float, default 0.0
-        Smallest change that counts as an improvement.
-    min_delta_mode : {"abs", "rel"}, default "abs"
-        ``rel``: ``min_delta`` is a fraction of the best value so far.
-    patience : int, default 3
-        Monitored epochs without improvement before stopping.
-    rebound : float or None, default 0.25
-        Stop when the metric is worse than its best by more than this fraction of the best
-        (``None``: never).
-    mode : {"min", "max"}, default "min"
+    monitor : str, optional
+        A metric the TopologyMonitor logs, ``topology/<metric>/<block>`` with block ``last``
+        (model output), ``last_hidden`` (the block before it) or a block name. Default: the
+        rule's metric above.
+    rule : str or StoppingRule, default "convergence"
+        A name above, or a rule object (any :class:`~topo_monitor.StoppingRule`).
     verbose : bool, default True
         Log why training stopped.
     strict : bool, default True
         Fail when the monitored metric is not logged on a monitored epoch (else skip the check).
-    check_finite : bool, default True
-        Stop when the metric becomes NaN or infinite.
+    **rule_options
+        Options of a rule given by name, over its defaults, e.g. ``patience=5, tol=0.01``.
 
     Attributes
     ----------
-    best_score, best_epoch, wait_count
-        The rule's state. Weights are not restored: pair this with
-        ``ModelCheckpoint(monitor=<same metric>)`` to keep the best model.
+    rule : StoppingRule
+        Its state (``wait_count``, ...) is saved in checkpoints. Weights are not restored: pair
+        this with ``ModelCheckpoint(save_last=True)`` to keep the model it stopped at.
     stopped_epoch : int
         The epoch training stopped at (0 if it did not).
     stopping_reason_message : str or None
         Why it stopped (also logged).
+
+    Examples
+    --------
+    >>> callbacks = [TopologyMonitor(), TopologicalEarlyStopping()]
+    >>> TopologicalEarlyStopping(rule="velocity", patience=5)
     """
 
     def __init__(
         self,
-        monitor: str = "topology/E0_1/last_hidden",
-        min_delta: float = 0.0,
-        min_delta_mode: str = "abs",
-        patience: int = 3,
-        rebound: float | None = 0.25,
-        mode: str = "min",
+        monitor: str | None = None,
+        rule: str | StoppingRule = DEFAULT_RULE,
+        *,
         verbose: bool = True,
         strict: bool = True,
-        check_finite: bool = True,
+        **rule_options: Any,
     ) -> None:
         super().__init__()
+        self.rule, default_monitor = make_rule(rule, **rule_options)
+        monitor = default_monitor if monitor is None else monitor
+        if monitor is None:
+            raise ValueError(f"a {type(self.rule).__name__} rule needs monitor='topology/...'")
         if (
             not isinstance(monitor, str)
             or monitor.count("/") < 2
@@ -77,18 +136,9 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         ):
             raise ValueError(
                 f"monitor must be a TopologyMonitor metric 'topology/<metric>/<block>', "
-                f"e.g. 'topology/E0_1/last_hidden', got {monitor!r}"
+                f"e.g. 'topology/E0_1_scaled/last_hidden', got {monitor!r}"
             )
-        self.rule = PlateauRule(
-            patience=patience,
-            min_delta=min_delta,
-            min_delta_mode=min_delta_mode,
-            rebound=rebound,
-            mode=mode,
-            check_finite=check_finite,
-        )
         self.monitor = monitor
-        self.mode = mode
         self.verbose = verbose
         self.strict = strict
         self.stopped_epoch = 0
@@ -96,20 +146,12 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         self._topology: TopologyMonitor | None = None
 
     @property
-    def best_score(self) -> torch.Tensor:
-        return torch.tensor(self.rule.best_score)
-
-    @property
-    def best_epoch(self) -> int | None:
-        return self.rule.best_epoch
-
-    @property
     def wait_count(self) -> int:
         return self.rule.wait_count
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+        return self._generate_state_key(monitor=self.monitor, rule=type(self.rule).__name__)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -147,10 +189,7 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
             self.stopped_epoch = epoch
             self.stopping_reason_message = reason
             if self.verbose:
-                rank_zero_info(
-                    f"TopologicalEarlyStopping stopped at epoch {epoch} (best epoch "
-                    f"{self.best_epoch}): {reason}"
-                )
+                rank_zero_info(f"TopologicalEarlyStopping stopped at epoch {epoch}: {reason}")
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.rule.state_dict(), "stopped_epoch": self.stopped_epoch}

@@ -42,7 +42,9 @@ class TopologyMonitor(*CALLBACK_BASES):
       blocks); ``E0_mean_lifespan`` — E^0_1 per bar;
     * ``PHdim`` — the persistent-homology dimension, with ``PHdim_r2``, the R² of its fit;
     * ``E1_1``, ``E1_1_scaled``, ``E1_mean_lifespan`` — the same for H1 (opt-in, capped);
-    * the L×L sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
+    * the L×L sliced-Wasserstein distances between the blocks' scale-free H0 diagrams, and
+      ``H0_velocity`` — the SW distance each block's scale-free H0 diagrams moved since the
+      previous monitored epoch (NaN, hence not logged, at the first one).
 
     Logged as scalars ``topology/<metric>/<block>`` with ``step = epoch`` to every logger, a
     TensorBoard custom-scalars layout (one chart per metric, every block in it), figures (metric vs
@@ -219,6 +221,8 @@ class TopologyMonitor(*CALLBACK_BASES):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_run_epoch = self.measured_epoch = None
+        if self.history:  # no velocity against another run's (or a resumed run's) last epoch
+            self.history[-1].diagrams = None
         self.writer.start_run()
         if self.probe is None and trainer.is_global_zero:
             self.probe = training_probe(
@@ -249,7 +253,11 @@ class TopologyMonitor(*CALLBACK_BASES):
     # ------------------------------------------------------------------ scheduling
 
     def measure(
-        self, model: nn.Module, epoch: int | None = None, step: int | None = None
+        self,
+        model: nn.Module,
+        epoch: int | None = None,
+        step: int | None = None,
+        previous: TopologyRecord | None = None,
     ) -> TopologyRecord:
         """:func:`~topo_monitor.measure` with this monitor's probe set and options; no logging.
 
@@ -257,7 +265,9 @@ class TopologyMonitor(*CALLBACK_BASES):
         """
         if self.probe is None:
             raise RuntimeError("no probe set: pass probe=... or run inside Trainer.fit")
-        return measure_model(model, self.probe, epoch=epoch, step=step, **self.measure_options)
+        return measure_model(
+            model, self.probe, epoch=epoch, step=step, previous=previous, **self.measure_options
+        )
 
     def update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         """Monitor the current epoch if it is due and not done yet; True if it is a monitored
@@ -274,9 +284,10 @@ class TopologyMonitor(*CALLBACK_BASES):
         epoch = trainer.current_epoch
         self._last_run_epoch = epoch
         record = None
+        previous = self.history[-1] if self.history else None
         if trainer.is_global_zero:
             try:
-                record = self.measure(pl_module, epoch, trainer.global_step)
+                record = self.measure(pl_module, epoch, trainer.global_step, previous)
             except Exception as err:  # monitoring must never end the user's training run
                 rank_zero_warn(
                     f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"
@@ -291,6 +302,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         if short:
             self.measured_epoch = epoch
         if record is not None:
+            if previous is not None:
+                previous.diagrams = None  # only the newest diagrams are needed (velocity)
             self.history.append(record)
             cadence = self.figures_every_n_epochs
             self.writer.write(

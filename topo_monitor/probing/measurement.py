@@ -78,6 +78,7 @@ def measure(
     config: SummaryConfig | None = None,
     epoch: int | None = None,
     step: int | None = None,
+    previous: TopologyRecord | None = None,
     **summary_options: Any,
 ) -> TopologyRecord:
     """Measure the topology of every block of ``model`` on a probe set.
@@ -111,6 +112,9 @@ def measure(
         ``homology_dims=(0, 1)``, ...), not both.
     epoch, step : int, optional
         Stored in the record (a callback's epoch; a checkpoint's, when known).
+    previous : TopologyRecord, optional
+        The record of the same model and probe set at the previous measurement: gives each
+        block's ``H0_velocity`` (the SW distance its scale-free H0 diagrams moved since).
 
     Returns
     -------
@@ -148,7 +152,13 @@ def measure(
         warnings.warn(
             f"topo_monitor: {where}block {name!r} is not measured: {reason}", stacklevel=2
         )
-    record = summarize(clouds, probe.labels, config, generator=torch.Generator().manual_seed(seed))
+    record = summarize(
+        clouds,
+        probe.labels,
+        config,
+        generator=torch.Generator().manual_seed(seed),
+        previous=previous,
+    )
     record.epoch, record.step = epoch, step
     record.timings = {**timings, **record.timings}
     record.extras = {

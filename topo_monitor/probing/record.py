@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
 
 __all__ = ["TopologyRecord"]
 
@@ -40,6 +42,9 @@ class TopologyRecord:
     extras : dict[str, float]
         Test-free baselines measured on the same probe set (``margin``, ``param_norm``), for
         :mod:`topo_monitor.analysis.generalization`.
+    diagrams : dict[str, list of np.ndarray of shape (n_k, 2)] or None
+        Per block, the scale-free H0 diagram of each class, for the next measurement's
+        ``H0_velocity``. In memory only: not serialized, None in a record read back.
     """
 
     blocks: list[str]
@@ -53,10 +58,13 @@ class TopologyRecord:
     problems: list[list[str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
+    diagrams: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict: NaN becomes None (null)."""
-        return _nan_to_none(asdict(self))
+        """A JSON-ready dict (without ``diagrams``): NaN becomes None (null)."""
+        data = asdict(replace(self, diagrams=None))
+        del data["diagrams"]
+        return _nan_to_none(data)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> TopologyRecord:

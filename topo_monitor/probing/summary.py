@@ -20,7 +20,7 @@ import torch
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.dimension import ph_dimensions
-from topo_monitor.tda.distances import distance_matrix
+from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
 from topo_monitor.tda.persistence import (
     barcode,
     cloud_scale,
@@ -31,6 +31,7 @@ from topo_monitor.tda.persistence import (
 
 __all__ = [
     "METRICS",
+    "VELOCITY",
     "SummaryConfig",
     "lifespan_names",
     "metric_names",
@@ -39,7 +40,11 @@ __all__ = [
 ]
 
 METRICS = ("e0", "phdim", "sw")
-"""Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, the SW matrix."""
+"""Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, and the
+sliced-Wasserstein distances (between blocks, and of each block to the previous measurement)."""
+
+VELOCITY = "H0_velocity"
+"""The SW distance of a block's scale-free H0 diagrams to the previous measurement's."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ class SummaryConfig:
     ----------
     metrics : subset of {"e0", "phdim", "sw"}
         ``"e0"``: lifespan sums E^i (for every i in ``homology_dims``); ``"phdim"``; ``"sw"``:
-        the sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
+        the sliced-Wasserstein distances between the blocks' scale-free H0 diagrams, and the
+        topological velocity ``H0_velocity`` (see :func:`summarize`).
     homology_dims : (0,) or (0, 1)
         H1 is costly (a Rips complex), hence opt-in and capped by ``h1_max_points``.
     alpha : float
@@ -137,6 +143,8 @@ def metric_names(config: SummaryConfig) -> list[str]:
             names.extend(lifespan_names(dim, config.alpha))
     if "phdim" in config.metrics:
         names.extend(["PHdim", "PHdim_r2"])
+    if "sw" in config.metrics:
+        names.append(VELOCITY)
     return names
 
 
@@ -152,6 +160,7 @@ def summarize(
     labels: torch.Tensor,
     config: SummaryConfig,
     generator: torch.Generator | None = None,
+    previous: TopologyRecord | None = None,
 ) -> TopologyRecord:
     """Topology summaries of every block's reduced cloud.
 
@@ -163,11 +172,18 @@ def summarize(
     config : SummaryConfig
     generator : torch.Generator, optional
         For PHdim and H1 subsamples; a fresh seed-0 generator by default.
+    previous : TopologyRecord, optional
+        The same model's record on the same probe set at an earlier time (the previous epoch).
+        With ``"sw"`` in ``config.metrics``, ``H0_velocity`` of each block is the class-averaged
+        SW distance between its scale-free H0 diagrams then and now: how fast the block's
+        topology still moves. NaN without a previous record, or for blocks it lacks.
 
     Returns
     -------
     TopologyRecord
-        With ``epoch``, ``step`` and ``extras`` left for the caller (see :func:`measure`).
+        With ``epoch``, ``step`` and ``extras`` left for the caller (see :func:`measure`), and
+        the scale-free H0 diagrams in ``diagrams`` (kept in memory, never serialized) for the
+        next measurement's velocity.
         Values that cannot be computed (NaN/Inf activations, a collapsed cloud, too few points)
         are NaN, and ``problems`` says why, per block.
     """
@@ -245,13 +261,27 @@ def summarize(
                 ]
             )
 
+    diagrams = {
+        names[b]: [h0_bars[b, k] / scales[b, k] for k in range(len(classes))]
+        for b in range(L)
+        if all((b, k) in h0_bars and scales[b, k] > 0 for k in range(len(classes)))
+    }
     sw = None
     if "sw" in config.metrics:
         with _timed(timings, "sw"):
-            sw = _sw_matrix(h0_bars, scales, L, len(classes), config.sw_directions)
+            sw = _sw_matrix(diagrams, names, len(classes), config.sw_directions)
+            same_probe = previous is not None and previous.classes == [int(c) for c in classes]
+            velocity = _velocity(
+                previous.diagrams if same_probe and previous.diagrams else {},
+                diagrams,
+                names,
+                config.sw_directions,
+            )
 
     # Mean over classes; NaN if any class is NaN: a partial mean would silently mix classes.
     values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
+    if sw is not None:
+        values[VELOCITY] = velocity
     return TopologyRecord(
         blocks=names,
         depths=[(i + 1) / L for i in range(L)],
@@ -261,6 +291,7 @@ def summarize(
         sw=sw,
         problems=problems,
         timings=timings,
+        diagrams=diagrams,
     )
 
 
@@ -285,18 +316,35 @@ def _store_lifespans(
 
 
 def _sw_matrix(
-    bars: Mapping[tuple[int, int], np.ndarray],
-    scales: Mapping[tuple[int, int], float],
-    L: int,
-    K: int,
-    num_directions: int,
+    diagrams: Mapping[str, list[np.ndarray]], names: list[str], K: int, num_directions: int
 ) -> list[list[float]]:
     """Class-averaged SW distances between the blocks' scale-free H0 diagrams (NaN if unusable)."""
-    total = np.zeros((L, L))
-    usable = [b for b in range(L) if all((b, k) in bars and scales[b, k] > 0 for k in range(K))]
+    usable = [b for b, name in enumerate(names) if name in diagrams]
+    total = np.zeros((len(usable), len(usable)))
     for k in range(K):
-        diagrams = [bars[b, k] / scales[b, k] for b in usable]
-        total[np.ix_(usable, usable)] += distance_matrix(diagrams, num_directions)
-    out = np.full((L, L), math.nan)
-    out[np.ix_(usable, usable)] = total[np.ix_(usable, usable)] / K
+        total += distance_matrix([diagrams[names[b]][k] for b in usable], num_directions)
+    out = np.full((len(names), len(names)), math.nan)
+    out[np.ix_(usable, usable)] = total / K
     return out.tolist()
+
+
+def _velocity(
+    before: Mapping[str, list[np.ndarray]],
+    now: Mapping[str, list[np.ndarray]],
+    names: list[str],
+    num_directions: int,
+) -> list[float]:
+    """Per block, the class-averaged SW distance between its diagrams before and now."""
+    return [
+        float(
+            np.mean(
+                [
+                    sliced_wasserstein(a, b, num_directions)
+                    for a, b in zip(before[name], now[name], strict=True)
+                ]
+            )
+        )
+        if name in before and name in now
+        else math.nan
+        for name in names
+    ]

@@ -1,0 +1,455 @@
+"""Evidence: which stopping rule lets a user train on *all* labelled data and still stop in time?
+
+    python benchmarks/early_stopping.py [--seeds 3] [--no-train] [--figure docs/early_stopping.png]
+
+Real Lightning runs on scikit-learn's digits and on Fashion-MNIST (the Debian package
+``dataset-fashion-mnist``, subsampled to 4,000 labelled images), each with clean labels and with
+20 % and 40 % of the labels replaced by a random other class, for an MLP and a small CNN and
+several seeds. Every setting is trained twice, to ``max_epochs``:
+
+* on all labelled data, with a :class:`TopologyMonitor` (training data only) — the series every
+  validation-free rule reads: the training loss and the topology of the last hidden block;
+* on 80 % of it, the other 20 % held out as validation set (noisy like the rest) — the series of
+  Lightning's ``EarlyStopping(monitor="val_loss")``, the usual practice.
+
+The test accuracy is recorded every epoch for the evaluation only. Every rule is then replayed on
+the recorded series with the same rule objects ``TopologicalEarlyStopping`` and the tests use
+(``PlateauRule`` with ``rebound=None`` stops where Lightning's ``EarlyStopping`` does), over a grid
+of its settings, and compared with training to the end, with validation-loss early stopping (at
+its stop, and restoring its best checkpoint) and with the oracle that stops at the earliest epoch
+whose test accuracy is within 0.5 pt of the final one.
+
+Runs are cached one file each in ``benchmarks/.cache/early_stopping/``: an interrupted study
+resumes, and a finished one re-analyses in seconds. About an hour on 2 CPU cores for 3 seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from topo_monitor import ConvergenceRule, PlateauRule, StoppingRule, TopologyMonitor, VelocityRule
+
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "early_stopping")
+FASHION = "/usr/share/datasets/fashion-mnist"
+DATASETS = ("digits", "fashion")
+NOISES = (0.0, 0.2, 0.4)
+ARCHS = ("mlp", "cnn")
+MAX_EPOCHS = {"digits": 60, "fashion": 50}
+VALIDATION_FRACTION = 0.2
+ORACLE_TOLERANCE = 0.005
+TOPOLOGY = ("E0_1", "E0_1_scaled", "E0_mean_lifespan", "PHdim", "H0_velocity")
+
+
+@dataclass(frozen=True)
+class Setting:
+    dataset: str
+    arch: str
+    noise: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.arch}-noise{self.noise:g}-seed{self.seed}"
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def _read_idx(path: str) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _stratified(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(
+        np.concatenate(
+            [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]
+        )
+    )
+
+
+def load(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labelled inputs, labels, test inputs, test labels), standardized, shaped (n, 1, H, W)."""
+    rng = np.random.default_rng(2024)
+    if dataset == "digits":
+        digits = load_digits()
+        X, y = digits.images.astype(np.float32), digits.target
+        order = rng.permutation(len(y))
+        test, pool = order[:450], order[450:]
+        X_pool, y_pool, X_test, y_test = X[pool], y[pool], X[test], y[test]
+    else:
+        X_all = _read_idx(f"{FASHION}/train-images-idx3-ubyte.gz").astype(np.float32)
+        y_all = _read_idx(f"{FASHION}/train-labels-idx1-ubyte.gz").astype(np.int64)
+        X_t = _read_idx(f"{FASHION}/t10k-images-idx3-ubyte.gz").astype(np.float32)
+        y_t = _read_idx(f"{FASHION}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        pool, test = _stratified(y_all, 400, rng), _stratified(y_t, 200, rng)
+        X_pool, y_pool, X_test, y_test = X_all[pool], y_all[pool], X_t[test], y_t[test]
+    mean, std = X_pool.mean(), X_pool.std()
+
+    def tensor(X: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((X - mean) / std).unsqueeze(1)
+
+    return tensor(X_pool), torch.as_tensor(y_pool), tensor(X_test), torch.as_tensor(y_test)
+
+
+def noisy(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """``fraction`` of the labels replaced by a uniformly drawn *other* class."""
+    rng = np.random.default_rng(1000 + seed)
+    out = labels.numpy().copy()
+    flip = rng.choice(len(out), round(fraction * len(out)), replace=False)
+    out[flip] = (out[flip] + rng.integers(1, 10, len(flip))) % 10
+    return torch.as_tensor(out)
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+def network(arch: str, side: int) -> nn.Module:
+    if arch == "mlp":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(side * side, 256),
+            nn.ReLU(),
+            nn.Linear(256, 256),
+            nn.ReLU(),
+            nn.Linear(256, 10),
+        )
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * (side // 4) ** 2, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+class Classifier(pl.LightningModule):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.losses: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.losses.append(float(loss.detach()) * len(y))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(X)
+    model.train(was_training)
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+class Recorder(pl.Callback):
+    """Per epoch: the training loss (epoch mean), the evaluation sets, and the monitor's record."""
+
+    def __init__(
+        self,
+        n_train: int,
+        evaluate: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        monitor: TopologyMonitor | None,
+    ) -> None:
+        self.n_train, self.evaluate, self.monitor = n_train, evaluate, monitor
+        self.series: dict[str, list] = {"train_loss": []}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
+        self.series["train_loss"].append(sum(pl_module.losses) / self.n_train)
+        pl_module.losses.clear()
+        for name, (X, y) in self.evaluate.items():
+            loss, acc = _evaluate(pl_module, X, y)
+            self.series.setdefault(f"{name}_loss", []).append(loss)
+            self.series.setdefault(f"{name}_acc", []).append(acc)
+        if self.monitor is not None:
+            self.monitor.update(trainer, pl_module)
+            record = self.monitor.history[-1]
+            assert record.epoch == trainer.current_epoch
+            self.series.setdefault("topology", []).append(record.values)
+            self.series.setdefault("extras", []).append(record.extras)
+            self.series["blocks"] = record.blocks
+
+
+def train(setting: Setting, split: bool) -> dict:
+    X, y_clean, X_test, y_test = load(setting.dataset)
+    y = noisy(y_clean, setting.noise, setting.seed)
+    evaluate = {"test": (X_test, y_test)}
+    if split:
+        order = np.random.default_rng(2000 + setting.seed).permutation(len(y))
+        held = order[: int(VALIDATION_FRACTION * len(y))]
+        kept = np.sort(order[len(held) :])
+        evaluate["val"] = (X[held], y[held])
+        X, y = X[kept], y[kept]
+    pl.seed_everything(setting.seed, workers=True, verbose=False)
+    model = Classifier(network(setting.arch, X.shape[-1]))
+    monitor = (
+        None
+        if split
+        else TopologyMonitor(samples_per_class=100, seed=setting.seed, figures_every_n_epochs=None)
+    )
+    recorder = Recorder(len(y), evaluate, monitor)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as root, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = pl.Trainer(
+            max_epochs=MAX_EPOCHS[setting.dataset],
+            callbacks=[monitor, recorder] if monitor else [recorder],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=root,
+            num_sanity_val_steps=0,
+        )
+        loader = DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True)
+        trainer.fit(model, loader)
+    return {
+        "setting": asdict(setting),
+        "split": split,
+        "seconds": time.perf_counter() - start,
+        **recorder.series,
+    }
+
+
+def settings(seeds: int) -> list[Setting]:
+    """Seed-major, so that an interrupted study already covers every data set and noise."""
+    return [
+        Setting(d, a, n, s) for s in range(seeds) for d in DATASETS for n in NOISES for a in ARCHS
+    ]
+
+
+def run_all(seeds: int, train_missing: bool) -> list[tuple[Setting, dict, dict]]:
+    os.makedirs(CACHE, exist_ok=True)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    out = []
+    for setting in settings(seeds):
+        runs = []
+        for split in (False, True):
+            path = os.path.join(CACHE, f"{setting.name}-{'split' if split else 'all'}.json")
+            if not os.path.exists(path):
+                if not train_missing:
+                    break
+                run = train(setting, split)
+                with open(path + ".tmp", "w") as f:
+                    json.dump(run, f)
+                os.replace(path + ".tmp", path)
+                print(
+                    f"trained {setting.name} {'split' if split else 'all'}: {run['seconds']:.0f} s",
+                    flush=True,
+                )
+            with open(path) as f:
+                runs.append(json.load(f))
+        if len(runs) == 2:
+            out.append((setting, *runs))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A stopping rule replayed on one recorded series of a run."""
+
+    family: str
+    label: str
+    make: Callable[[], StoppingRule]
+    series: Callable[[dict], list[float]]
+    run: str = "all"  # "all": trained on all data; "split": 80 %, with a validation set
+
+    def stop(self, runs: dict[str, dict]) -> int:
+        values = self.series(runs[self.run])
+        stop = self.make().replay(values)
+        return len(values) - 1 if stop is None else stop
+
+
+def topology(metric: str, block: int = -2) -> Callable[[dict], list[float]]:
+    """The series of a topology metric of a block (default: the last hidden one)."""
+
+    def series(run: dict) -> list[float]:
+        return [
+            math.nan if values[metric][block] is None else values[metric][block]
+            for values in run["topology"]
+        ]
+
+    return series
+
+
+def rule_grid() -> list[Rule]:
+    rules = []
+    for patience in (2, 3, 5):
+        rules.append(
+            Rule(
+                "val_loss EarlyStopping (80 % data)",
+                f"patience={patience}",
+                lambda p=patience: PlateauRule(patience=p),
+                lambda run: run["val_loss"],
+                run="split",
+            )
+        )
+        rules.append(
+            Rule(
+                "E0_1 plateau (old default)",
+                f"patience={patience}",
+                lambda p=patience: PlateauRule(patience=p, rebound=0.25),
+                topology("E0_1"),
+            )
+        )
+        for tol in (0.005, 0.01, 0.02):
+            rules.append(
+                Rule(
+                    "train_loss plateau",
+                    f"min_delta={tol:.1%} rel, patience={patience}",
+                    lambda p=patience, t=tol: PlateauRule(
+                        patience=p, min_delta=t, min_delta_mode="rel"
+                    ),
+                    lambda run: run["train_loss"],
+                )
+            )
+        for metric in ("E0_1_scaled", "PHdim", "E0_mean_lifespan"):
+            for tol in (0.01, 0.02, 0.05):
+                rules.append(
+                    Rule(
+                        f"{metric} convergence",
+                        f"tol={tol:.0%}, patience={patience}",
+                        lambda p=patience, t=tol: ConvergenceRule(tol=t, patience=p),
+                        topology(metric),
+                    )
+                )
+        for fraction in (0.1, 0.2, 0.3):
+            rules.append(
+                Rule(
+                    "H0_velocity",
+                    f"fraction={fraction:.0%}, patience={patience}",
+                    lambda p=patience, f=fraction: VelocityRule(fraction=f, patience=p),
+                    topology("H0_velocity"),
+                )
+            )
+    return rules
+
+
+# ---------------------------------------------------------------------------------------- analysis
+
+
+def evaluate(studied: list[tuple[Setting, dict, dict]]) -> None:
+    rules = rule_grid()
+    groups: dict[tuple[str, float], list[int]] = {}
+    for i, (setting, _, _) in enumerate(studied):
+        groups.setdefault((setting.dataset, setting.noise), []).append(i)
+
+    def outcome(rule: Rule, i: int) -> tuple[float, float]:
+        """(test accuracy at the stop, epochs trained)."""
+        runs = {"all": studied[i][1], "split": studied[i][2]}
+        stop = rule.stop(runs)
+        return runs[rule.run]["test_acc"][stop], stop + 1
+
+    print(
+        "\nPer setting (mean over architectures and seeds): test accuracy (pt) at the stop "
+        "relative to training\nto the end on all data; epochs trained; 'worst' = worst run.\n"
+    )
+    summary: dict[tuple[str, str], list[dict]] = {}
+    for (dataset, noise), members in sorted(groups.items()):
+        full_acc = np.array([studied[i][1]["test_acc"][-1] for i in members])
+        epochs = MAX_EPOCHS[dataset]
+        oracle = []
+        for i in members:
+            acc = np.array(studied[i][1]["test_acc"])
+            oracle.append(int(np.flatnonzero(acc >= acc[-1] - ORACLE_TOLERANCE)[0]) + 1)
+        val_best = []
+        for i in members:
+            split = studied[i][2]
+            stop = PlateauRule(patience=3).replay(split["val_loss"]) or epochs - 1
+            best = int(np.argmin(split["val_loss"][: stop + 1]))
+            val_best.append(split["test_acc"][best])
+        val_rule = next(r for r in rules if r.run == "split" and r.label == "patience=3")
+        val_es = np.array([outcome(val_rule, i)[0] for i in members])
+        print(
+            f"== {dataset}, label noise {noise:.0%}: {len(members)} runs, max_epochs {epochs}; "
+            f"full run {100 * full_acc.mean():.1f} %; oracle stops after "
+            f"{np.mean(oracle):.1f} epochs (saves {epochs - np.mean(oracle):.1f}); "
+            f"val_loss ES (patience 3) {100 * val_es.mean():.1f} %, with its best checkpoint "
+            f"{100 * np.mean(val_best):.1f} %"
+        )
+        print(
+            f"   {'rule':34s} {'setting':32s} {'Δacc mean':>9s} {'worst':>7s} "
+            f"{'vs valES':>8s} {'epochs':>6s} {'saved/oracle':>12s}"
+        )
+        for rule in rules:
+            acc, trained = map(np.array, zip(*(outcome(rule, i) for i in members), strict=True))
+            delta = 100 * (acc - full_acc)
+            saved = (epochs - trained.mean()) / max(epochs - np.mean(oracle), 1e-9)
+            row = {
+                "delta": delta.mean(),
+                "worst": delta.min(),
+                "vs_val": 100 * (acc - val_es).mean(),
+                "epochs": trained.mean(),
+                "saved": saved,
+            }
+            summary.setdefault((rule.family, rule.label), []).append(row)
+            print(
+                f"   {rule.family:34s} {rule.label:32s} {row['delta']:+9.1f} "
+                f"{row['worst']:+7.1f} {row['vs_val']:+8.1f} {row['epochs']:6.1f} "
+                f"{row['saved']:12.2f}"
+            )
+        print()
+
+    print(
+        "Across every data set and noise level: the worst setting's mean Δacc, vs valES and "
+        "saved/oracle (target: ≥ -0.5 pt, ≥ 0, ≥ 0.5)\n"
+    )
+    print(f"   {'rule':34s} {'setting':32s} {'Δacc':>6s} {'vs valES':>8s} {'saved/oracle':>12s}")
+    for (family, label), rows in summary.items():
+        print(
+            f"   {family:34s} {label:32s} {min(r['delta'] for r in rows):+6.1f} "
+            f"{min(r['vs_val'] for r in rows):+8.1f} {min(r['saved'] for r in rows):12.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--no-train", action="store_true", help="analyse the cached runs only")
+    args = parser.parse_args()
+    studied = run_all(args.seeds, train_missing=not args.no_train)
+    print(f"{len(studied)} settings with both runs cached")
+    evaluate(studied)
+
+
+if __name__ == "__main__":
+    main()

@@ -44,7 +44,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from topo_monitor import ConvergenceRule, PlateauRule, StoppingRule, TopologyMonitor, VelocityRule
+from topo_monitor import PlateauRule, StoppingRule, TopologyMonitor
+from topo_monitor.callbacks.early_stopping import DEFAULT_RULE, RULES, make_rule
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "early_stopping")
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -292,6 +293,7 @@ class Rule:
     make: Callable[[], StoppingRule]
     series: Callable[[dict], list[float]]
     run: str = "all"  # "all": trained on all data; "split": 80 %, with a validation set
+    shown: bool = False  # this family's setting in the per-setting table
 
     def stop(self, runs: dict[str, dict]) -> int:
         values = self.series(runs[self.run])
@@ -311,24 +313,34 @@ def topology(metric: str, block: int = -2) -> Callable[[dict], list[float]]:
     return series
 
 
+def monitored(metric: str) -> Callable[[dict], list[float]]:
+    """The series of ``topology/<metric>/last_hidden``, as TopologicalEarlyStopping reads it."""
+    _, name, block = metric.split("/")
+    assert block == "last_hidden", metric
+    return topology(name)
+
+
 def rule_grid() -> list[Rule]:
-    rules = []
+    """Every rule at every setting of its grid; ``shown`` marks the setting of the main table."""
+    default, metric = make_rule()
+    rules = [
+        Rule(
+            f"default: TopologicalEarlyStopping() ({DEFAULT_RULE})",
+            _describe(default),
+            lambda: make_rule()[0],
+            monitored(metric),
+            shown=True,
+        )
+    ]
     for patience in (2, 3, 5):
         rules.append(
             Rule(
-                "val_loss EarlyStopping (80 % data)",
+                "val_loss EarlyStopping (80 % of the data)",
                 f"patience={patience}",
                 lambda p=patience: PlateauRule(patience=p),
                 lambda run: run["val_loss"],
                 run="split",
-            )
-        )
-        rules.append(
-            Rule(
-                "E0_1 plateau (old default)",
-                f"patience={patience}",
-                lambda p=patience: PlateauRule(patience=p, rebound=0.25),
-                topology("E0_1"),
+                shown=patience == 3,
             )
         )
         for tol in (0.005, 0.01, 0.02):
@@ -340,115 +352,240 @@ def rule_grid() -> list[Rule]:
                         patience=p, min_delta=t, min_delta_mode="rel"
                     ),
                     lambda run: run["train_loss"],
+                    shown=(patience, tol) == (3, 0.01),
                 )
             )
-        for metric in ("E0_1_scaled", "PHdim", "E0_mean_lifespan"):
+        rules.append(
+            Rule(
+                "plateau: E0_1 stops falling (old default)",
+                f"patience={patience}, rebound=25%",
+                lambda p=patience: make_rule("plateau", patience=p)[0],
+                monitored(RULES["plateau"][2]),
+                shown=patience == 3,
+            )
+        )
+        for name in ("E0_1_scaled", "PHdim"):
+            for delta in (0.0, 0.005, 0.01):
+                rules.append(
+                    Rule(
+                        f"minimum: {name} stops falling",
+                        f"min_delta={delta:.1%} rel, patience={patience}",
+                        lambda p=patience, d=delta: make_rule("minimum", patience=p, min_delta=d)[
+                            0
+                        ],
+                        topology(name),
+                        shown=(patience, delta) == (3, 0.0),
+                    )
+                )
             for tol in (0.01, 0.02, 0.05):
                 rules.append(
                     Rule(
-                        f"{metric} convergence",
+                        f"convergence: {name} still",
                         f"tol={tol:.0%}, patience={patience}",
-                        lambda p=patience, t=tol: ConvergenceRule(tol=t, patience=p),
-                        topology(metric),
+                        lambda p=patience, t=tol: make_rule("convergence", patience=p, tol=t)[0],
+                        topology(name),
+                        shown=(patience, tol) == (3, 0.02),
                     )
                 )
         for fraction in (0.1, 0.2, 0.3):
             rules.append(
                 Rule(
-                    "H0_velocity",
+                    "velocity: H0_velocity slow",
                     f"fraction={fraction:.0%}, patience={patience}",
-                    lambda p=patience, f=fraction: VelocityRule(fraction=f, patience=p),
-                    topology("H0_velocity"),
+                    lambda p=patience, f=fraction: make_rule("velocity", patience=p, fraction=f)[0],
+                    monitored(RULES["velocity"][2]),
+                    shown=(patience, fraction) == (3, 0.2),
                 )
             )
     return rules
 
 
+def _describe(rule: StoppingRule) -> str:
+    options = {
+        k: v for k, v in vars(rule).items() if k in ("patience", "tol", "fraction", "min_delta")
+    }
+    return ", ".join(f"{k}={v:g}" for k, v in options.items())
+
+
 # ---------------------------------------------------------------------------------------- analysis
 
 
-def evaluate(studied: list[tuple[Setting, dict, dict]]) -> None:
+@dataclass
+class Outcome:
+    """One rule on one group of runs (a data set and noise level)."""
+
+    delta: np.ndarray  # test accuracy at the stop minus training to the end, per run (pt)
+    vs_val: np.ndarray  # minus validation-loss early stopping (patience 3), per run (pt)
+    epochs: np.ndarray  # epochs trained, per run
+    saved_vs_oracle: float  # mean epochs saved / mean epochs the oracle saves
+
+
+def analyse(studied: list[tuple[Setting, dict, dict]]) -> tuple[list[Rule], dict, dict]:
+    """Every rule's outcome per (data set, noise), and the reference numbers of each group."""
     rules = rule_grid()
+    val_es = next(r for r in rules if r.run == "split" and r.shown)
     groups: dict[tuple[str, float], list[int]] = {}
     for i, (setting, _, _) in enumerate(studied):
         groups.setdefault((setting.dataset, setting.noise), []).append(i)
 
-    def outcome(rule: Rule, i: int) -> tuple[float, float]:
-        """(test accuracy at the stop, epochs trained)."""
+    def at_stop(rule: Rule, i: int) -> tuple[float, int]:
         runs = {"all": studied[i][1], "split": studied[i][2]}
         stop = rule.stop(runs)
         return runs[rule.run]["test_acc"][stop], stop + 1
 
-    print(
-        "\nPer setting (mean over architectures and seeds): test accuracy (pt) at the stop "
-        "relative to training\nto the end on all data; epochs trained; 'worst' = worst run.\n"
-    )
-    summary: dict[tuple[str, str], list[dict]] = {}
-    for (dataset, noise), members in sorted(groups.items()):
-        full_acc = np.array([studied[i][1]["test_acc"][-1] for i in members])
-        epochs = MAX_EPOCHS[dataset]
+    references, outcomes = {}, {}
+    for key, members in sorted(groups.items()):
+        epochs = MAX_EPOCHS[key[0]]
+        full = np.array([studied[i][1]["test_acc"][-1] for i in members])
         oracle = []
         for i in members:
             acc = np.array(studied[i][1]["test_acc"])
             oracle.append(int(np.flatnonzero(acc >= acc[-1] - ORACLE_TOLERANCE)[0]) + 1)
-        val_best = []
+        val = np.array([at_stop(val_es, i)[0] for i in members])
+        best_checkpoint = []
         for i in members:
             split = studied[i][2]
-            stop = PlateauRule(patience=3).replay(split["val_loss"]) or epochs - 1
-            best = int(np.argmin(split["val_loss"][: stop + 1]))
-            val_best.append(split["test_acc"][best])
-        val_rule = next(r for r in rules if r.run == "split" and r.label == "patience=3")
-        val_es = np.array([outcome(val_rule, i)[0] for i in members])
-        print(
-            f"== {dataset}, label noise {noise:.0%}: {len(members)} runs, max_epochs {epochs}; "
-            f"full run {100 * full_acc.mean():.1f} %; oracle stops after "
-            f"{np.mean(oracle):.1f} epochs (saves {epochs - np.mean(oracle):.1f}); "
-            f"val_loss ES (patience 3) {100 * val_es.mean():.1f} %, with its best checkpoint "
-            f"{100 * np.mean(val_best):.1f} %"
-        )
-        print(
-            f"   {'rule':34s} {'setting':32s} {'Δacc mean':>9s} {'worst':>7s} "
-            f"{'vs valES':>8s} {'epochs':>6s} {'saved/oracle':>12s}"
-        )
+            stop = at_stop(val_es, i)[1]
+            best = int(np.argmin(split["val_loss"][:stop]))
+            best_checkpoint.append(split["test_acc"][best])
+        references[key] = {
+            "runs": len(members),
+            "epochs": epochs,
+            "full": full.mean(),
+            "peak": np.mean([max(studied[i][1]["test_acc"]) for i in members]),
+            "oracle": np.mean(oracle),
+            "val_best_checkpoint": np.mean(best_checkpoint),
+        }
         for rule in rules:
-            acc, trained = map(np.array, zip(*(outcome(rule, i) for i in members), strict=True))
-            delta = 100 * (acc - full_acc)
-            saved = (epochs - trained.mean()) / max(epochs - np.mean(oracle), 1e-9)
-            row = {
-                "delta": delta.mean(),
-                "worst": delta.min(),
-                "vs_val": 100 * (acc - val_es).mean(),
-                "epochs": trained.mean(),
-                "saved": saved,
-            }
-            summary.setdefault((rule.family, rule.label), []).append(row)
-            print(
-                f"   {rule.family:34s} {rule.label:32s} {row['delta']:+9.1f} "
-                f"{row['worst']:+7.1f} {row['vs_val']:+8.1f} {row['epochs']:6.1f} "
-                f"{row['saved']:12.2f}"
+            acc, trained = map(np.array, zip(*(at_stop(rule, i) for i in members), strict=True))
+            outcomes[rule, key] = Outcome(
+                delta=100 * (acc - full),
+                vs_val=100 * (acc - val),
+                epochs=trained,
+                saved_vs_oracle=(epochs - trained.mean()) / max(epochs - np.mean(oracle), 1e-9),
             )
-        print()
+    return rules, references, outcomes
 
+
+def report(rules: list[Rule], references: dict, outcomes: dict) -> None:
+    keys = sorted(references)
     print(
-        "Across every data set and noise level: the worst setting's mean Δacc, vs valES and "
-        "saved/oracle (target: ≥ -0.5 pt, ≥ 0, ≥ 0.5)\n"
+        "\n1. Per data set and label noise (mean over architectures and seeds): test accuracy "
+        "at the stop,\n   Δ against training to max_epochs on all data (pt), and epochs trained."
+        "\n   val_loss ES trains on 80 % of the data; every other rule on all of it.\n"
     )
-    print(f"   {'rule':34s} {'setting':32s} {'Δacc':>6s} {'vs valES':>8s} {'saved/oracle':>12s}")
-    for (family, label), rows in summary.items():
+    for key in keys:
+        ref = references[key]
         print(
-            f"   {family:34s} {label:32s} {min(r['delta'] for r in rows):+6.1f} "
-            f"{min(r['vs_val'] for r in rows):+8.1f} {min(r['saved'] for r in rows):12.2f}"
+            f"== {key[0]}, label noise {key[1]:.0%}: {ref['runs']} runs; to the end "
+            f"({ref['epochs']} epochs) {100 * ref['full']:.1f} %, best epoch "
+            f"{100 * ref['peak']:.1f} %; oracle stops after {ref['oracle']:.1f} epochs; "
+            f"val_loss ES with its best checkpoint {100 * ref['val_best_checkpoint']:.1f} %"
         )
+        print(f"   {'rule':52s} {'Δacc':>6s} {'worst':>6s} {'vs valES':>8s} {'epochs':>6s}")
+        for rule in rules:
+            if rule.shown:
+                o = outcomes[rule, key]
+                print(
+                    f"   {rule.family:52s} {o.delta.mean():+6.1f} {o.delta.min():+6.1f} "
+                    f"{o.vs_val.mean():+8.1f} {o.epochs.mean():6.1f}"
+                )
+        print()
+    print(
+        "2. Every setting of every rule over all data sets and noise levels: the mean Δacc; "
+        "the worst\n   group's mean Δacc, mean Δ vs val_loss ES and saved/oracle (epochs saved "
+        "over the oracle's);\n   the worst single run. Target: worst group ≥ -0.5 pt, "
+        "≥ 0 vs valES, saved/oracle ≥ 0.5.\n"
+    )
+    print(
+        f"   {'rule':48s} {'setting':30s} {'mean':>5s} {'worst':>6s} {'vs valES':>8s} "
+        f"{'saved':>5s} {'run':>6s}"
+    )
+    for rule in rules:
+        if rule.run == "split":
+            continue
+        group = [outcomes[rule, key] for key in keys]
+        meets = (
+            min(o.delta.mean() for o in group) >= -0.5
+            and min(o.vs_val.mean() for o in group) >= 0
+            and min(o.saved_vs_oracle for o in group) >= 0.5
+        )
+        print(
+            f"   {rule.family:48s} {rule.label:30s} "
+            f"{np.mean([o.delta.mean() for o in group]):+5.1f} "
+            f"{min(o.delta.mean() for o in group):+6.1f} "
+            f"{min(o.vs_val.mean() for o in group):+8.1f} "
+            f"{min(o.saved_vs_oracle for o in group):5.2f} "
+            f"{min(o.delta.min() for o in group):+6.1f}{'  meets' if meets else ''}"
+        )
+
+
+def figure(studied: list[tuple[Setting, dict, dict]], rules: list[Rule], path: str) -> None:
+    """Test accuracy vs epoch of seed 0's MLP per data set and noise, each rule's stop marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rules if r.shown]
+    chosen = {
+        (s.dataset, s.noise): (s, a, b) for s, a, b in studied if s.seed == 0 and s.arch == "mlp"
+    }
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharey="row")
+    markers = "o^svDPX*h"
+    for ax, key in zip(axes.flat, sorted(chosen), strict=False):
+        full, split = chosen[key]
+        ax.plot(
+            np.arange(1, len(full["test_acc"]) + 1),
+            full["test_acc"],
+            color="0.3",
+            lw=1.5,
+            label="all data (test accuracy)",
+        )
+        ax.plot(
+            np.arange(1, len(split["test_acc"]) + 1),
+            split["test_acc"],
+            color="0.7",
+            lw=1,
+            ls="--",
+            label="80 % of the data",
+        )
+        for rule, marker in zip(shown, markers, strict=False):
+            runs = {"all": full, "split": split}
+            stop = rule.stop(runs)
+            ax.plot(
+                stop + 1,
+                runs[rule.run]["test_acc"][stop],
+                marker,
+                ms=8,
+                mfc="none",
+                mew=1.8,
+                label=rule.family.split(" (")[0],
+            )
+        ax.set_title(f"{key[0]}, {key[1]:.0%} label noise (MLP, seed 0)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.savefig(path, dpi=110)
+    print(f"\nfigure: {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-train", action="store_true", help="analyse the cached runs only")
+    parser.add_argument("--figure", help="write the figure of test accuracy and stops here")
     args = parser.parse_args()
     studied = run_all(args.seeds, train_missing=not args.no_train)
     print(f"{len(studied)} settings with both runs cached")
-    evaluate(studied)
+    rules, references, outcomes = analyse(studied)
+    report(rules, references, outcomes)
+    if args.figure:
+        figure(studied, rules, args.figure)
 
 
 if __name__ == "__main__":

@@ -137,12 +137,30 @@ def test_misconfiguration_fails_at_fit_start(tmp_path):
         TopologicalEarlyStopping("val_loss")
     with pytest.raises(ValueError, match="min_delta_mode"):
         TopologicalEarlyStopping(rule="plateau", min_delta_mode="pct")
-    with pytest.raises(ValueError, match=r"rule must be one of \['convergence', 'plateau'"):
+    with pytest.raises(
+        ValueError, match=r"rule must be one of \['convergence', 'minimum', 'plateau'"
+    ):
         TopologicalEarlyStopping(rule="patience")
     with pytest.raises(ValueError, match=r"takes the options \['tol', 'patience'\]"):
         TopologicalEarlyStopping(rebound=0.25)  # a plateau option given to the default rule
     with pytest.raises(ValueError, match="carries its own"):
         TopologicalEarlyStopping(rule=VelocityRule(), patience=2)
+    with pytest.raises(ValueError, match="object needs the metric it reads"):
+        TopologicalEarlyStopping(rule=VelocityRule())
+
+
+def test_minimum_rule_stops_when_scale_free_complexity_turns_up(tmp_path):
+    # Falls while classes separate, then rises (memorization under label noise): stop
+    # `patience` epochs after the minimum; a rule object with its metric does the same.
+    series = [60.0, 57.0, 56.0, 56.5, 58.0, 60.0, 62.0, 64.0]
+    for stopper in (
+        TopologicalEarlyStopping(rule="minimum"),
+        TopologicalEarlyStopping(
+            "topology/E0_1_scaled/last_hidden", PlateauRule(patience=3, rebound=None)
+        ),
+    ):
+        fit(series, stopper, default_root_dir=tmp_path)
+        assert stopper.stopped_epoch == 5 and stopper.rule.best_epoch == 2
 
 
 def test_default_rule_stops_on_a_converging_series_not_on_a_changing_one(tmp_path):

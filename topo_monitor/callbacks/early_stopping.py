@@ -24,6 +24,11 @@ RULES: dict[str, tuple[type[StoppingRule], dict[str, Any], str]] = {
         {"fraction": 0.2, "patience": 3},
         "topology/H0_velocity/last_hidden",
     ),
+    "minimum": (
+        PlateauRule,
+        {"patience": 3, "min_delta": 0.0, "min_delta_mode": "rel", "rebound": None, "mode": "min"},
+        "topology/E0_1_scaled/last_hidden",
+    ),
     "plateau": (
         PlateauRule,
         {"patience": 3, "rebound": 0.25, "mode": "min"},
@@ -39,7 +44,7 @@ def make_rule(
     rule: str | StoppingRule = DEFAULT_RULE, **options: Any
 ) -> tuple[StoppingRule, str | None]:
     """A stopping rule by name (with ``options`` over its defaults), and its default metric
-    (None for a rule object of a class not in :data:`RULES`).
+    (None for a rule object: its metric must be given).
 
     The callback and ``benchmarks/early_stopping.py`` build their rules here, so the study
     measures exactly the rules users get.
@@ -50,7 +55,7 @@ def make_rule(
                 f"options {sorted(options)} are for a rule given by name; a rule object "
                 f"({type(rule).__name__}) carries its own"
             )
-        return rule, next((m for cls, _, m in RULES.values() if type(rule) is cls), None)
+        return rule, None
     if rule not in RULES:
         raise ValueError(f"rule must be one of {sorted(RULES)} or a StoppingRule, got {rule!r}")
     cls, defaults, metric = RULES[rule]
@@ -128,7 +133,10 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         self.rule, default_monitor = make_rule(rule, **rule_options)
         monitor = default_monitor if monitor is None else monitor
         if monitor is None:
-            raise ValueError(f"a {type(self.rule).__name__} rule needs monitor='topology/...'")
+            raise ValueError(
+                f"a {type(self.rule).__name__} object needs the metric it reads: "
+                "monitor='topology/<metric>/<block>'"
+            )
         if (
             not isinstance(monitor, str)
             or monitor.count("/") < 2

@@ -12,11 +12,9 @@ Printed:
    loss, output margin, parameter norm), with the final test accuracy across the family;
 2. nested leave-one-out MAE of GeneralizationPredictor (topology, baselines, both, its choice)
    against predicting the family mean;
-3. the within-run correlation of E0_1 with test accuracy across epochs (paper: r = -0.92);
-4. early stopping: the epoch TopologicalEarlyStopping would stop at, epochs saved and test
-   accuracy lost, next to Lightning's EarlyStopping on validation loss (both with patience 3,
-   replayed on the recorded series with ``PlateauRule``: the callback's own rule, and the rule
-   that stops where ``EarlyStopping`` does, as tests/test_early_stopping.py checks).
+3. the within-run correlation of E0_1 with test accuracy across epochs (paper: r = -0.92).
+
+Early stopping has its own study: benchmarks/early_stopping.py.
 
 The trained family is cached in benchmarks/.cache/; a second run only re-analyses (seconds).
 About 10 minutes on 2 CPU cores for the default 40 runs of 30 epochs.
@@ -41,7 +39,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from topo_monitor import PlateauRule, TopologicalEarlyStopping, TopologyMonitor
+from topo_monitor import TopologyMonitor
 from topo_monitor.analysis.generalization import (
     BASELINE_FEATURES,
     CalibrationSet,
@@ -261,34 +259,6 @@ def report(runs: list[dict]) -> None:
         print(
             f"   {feature:12s} median r {np.median(within):6.3f}, mean r {within.mean():6.3f}, "
             f"negative in {np.mean(within < 0):4.0%} of runs"
-        )
-
-    print("\n4. Early stopping (patience 3), replayed on the recorded series")
-    print(
-        f"   {'rule':28s} {'stopped':>8s} {'epochs saved':>13s} {'acc lost mean':>14s} "
-        f"{'acc lost max':>13s}"
-    )
-    rules = {
-        "Topological (E0_1, default)": TopologicalEarlyStopping(patience=3).rule,
-        "Topological (E0_1_scaled)": TopologicalEarlyStopping(
-            "topology/E0_1_scaled/last_hidden", patience=3
-        ).rule,
-        "EarlyStopping(val_loss)": PlateauRule(patience=3),
-    }
-    keys = dict(zip(rules, ("E0_1", "E0_1_scaled", "val_loss"), strict=True))
-    for name, rule in rules.items():
-        saved, lost, stopped = [], [], 0
-        for run in runs:
-            series = [e[keys[name]] for e in run["epochs"]]
-            stop = rule.replay(series)
-            last = len(series) - 1
-            at = last if stop is None else stop
-            stopped += stop is not None
-            saved.append(last - at)
-            lost.append(run["epochs"][last]["test_accuracy"] - run["epochs"][at]["test_accuracy"])
-        print(
-            f"   {name:28s} {stopped:5d}/{len(runs):<2d} {np.mean(saved):13.2f} "
-            f"{np.mean(lost):14.4f} {np.max(lost):13.4f}"
         )
 
 

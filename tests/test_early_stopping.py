@@ -29,6 +29,8 @@ class ScriptedMonitor(TopologyMonitor):
 
     def measure(self, model, epoch=None, step=None, previous=None):
         value = self.sequence[epoch]
+        if value is None:
+            raise RuntimeError("scripted failure")
         metrics = ("E0_1", "E0_1_scaled", "H0_velocity")
         return TopologyRecord(
             epoch=epoch,
@@ -208,6 +210,15 @@ def test_velocity_rule_in_a_trainer_and_across_resume(tmp_path):
     )
     trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "last.ckpt"))
     assert second.stopped_epoch == 5
+
+
+def test_an_epoch_that_failed_to_be_monitored_is_skipped_not_fatal(tmp_path):
+    # Epoch 3 cannot be measured: the monitor warns, the rule skips it, training goes on.
+    series = [40.0, 30.0, 30.1, None, 30.2, 30.3, 30.2]
+    stopper = TopologicalEarlyStopping()
+    with pytest.warns(UserWarning, match="epoch 3 was not monitored: RuntimeError"):
+        trainer = fit(series, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 5 and trainer.current_epoch == 6  # still at 2, 4, 5
 
 
 def test_convergence_and_velocity_rules_on_series():

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 
-__all__ = ["ProbeSet", "dataset_labels", "default_unpack", "loader_dataset"]
+__all__ = ["ProbeSet", "class_ids", "dataset_labels", "default_unpack", "loader_dataset"]
 
 _INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_ids")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
@@ -42,18 +42,48 @@ def default_unpack(item: Any) -> tuple[Any, Any]:
     )
 
 
-def _as_label(y: Any) -> int:
+def _as_target(y: Any) -> Any:
     if isinstance(y, torch.Tensor):
         if y.numel() != 1:
             raise ValueError(
-                f"a label must be a single class index, got a tensor of shape {tuple(y.shape)}"
+                f"a label must be a single class index, got a tensor of shape {tuple(y.shape)} "
+                "(soft or one-hot labels?): pass per_class=False, or a probe of class ids"
             )
-        return int(y.item())
-    return int(y)
+        return y.item()
+    return y
+
+
+def class_ids(targets: Any) -> np.ndarray | None:
+    """The targets as int64 class ids, or None when they are not class ids (non-integer
+    values: regression or soft targets; not one value per item)."""
+    values = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
+    if values.ndim != 1 or not (
+        np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.bool_)
+    ):
+        if values.ndim != 1 or not np.issubdtype(values.dtype, np.floating):
+            return None
+        if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+            return None
+    return values.astype(np.int64)
+
+
+def _not_class_ids(targets: np.ndarray) -> ValueError:
+    values = np.asarray(targets)
+    if values.ndim != 1:
+        seen = f"targets of shape {values.shape} (soft or one-hot labels?)"
+    else:
+        odd = values[~np.isfinite(values) | (values != np.round(values))]
+        seen = f"targets such as {odd[0]!r} ({len(np.unique(values))} distinct values)"
+    return ValueError(
+        f"topology is measured per class, but the training data have {seen}, not integer class "
+        "ids. Pass per_class=False to measure the probe as one cloud, or give probe="
+        "(inputs, group_ids) with integer groups of your choice (e.g. binned targets)."
+    )
 
 
 def dataset_labels(dataset: Dataset, unpack: Callable[[Any], tuple[Any, Any]]) -> np.ndarray:
-    """Class labels of every item, read cheaply where the dataset exposes them.
+    """The target of every item, as stored (class ids are checked by :func:`class_ids`), read
+    cheaply where the dataset exposes them.
 
     ``targets`` (torchvision), ``labels``, the second tensor of a ``TensorDataset`` and
     ``Subset``s of those are read directly; other datasets are indexed item by item.
@@ -61,14 +91,15 @@ def dataset_labels(dataset: Dataset, unpack: Callable[[Any], tuple[Any, Any]]) -
     if isinstance(dataset, Subset):
         return dataset_labels(dataset.dataset, unpack)[np.asarray(dataset.indices)]
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
-        return dataset.tensors[1].detach().cpu().numpy().astype(np.int64).reshape(len(dataset))
+        targets = dataset.tensors[1].detach().cpu().numpy()
+        return targets.reshape(len(dataset)) if targets.size == len(dataset) else targets
     for attr in ("targets", "labels"):
         values = getattr(dataset, attr, None)
         if values is not None and not callable(values):
             labels = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
-            if labels.ndim == 1 and len(labels) == len(dataset):
-                return labels.astype(np.int64)
-    return np.array([_as_label(unpack(dataset[i])[1]) for i in range(len(dataset))])
+            if len(labels) == len(dataset):
+                return labels
+    return np.array([_as_target(unpack(dataset[i])[1]) for i in range(len(dataset))])
 
 
 @dataclass
@@ -79,13 +110,19 @@ class ProbeSet:
     ----------
     inputs : torch.Tensor or a collated structure of tensors, first dimension n
     labels : torch.Tensor, shape (n,), int64
+        Class ids (or the groups a user gave); all 0 for a probe drawn with ``per_class=False``
+        from targets that are not class ids.
     indices : numpy.ndarray or None
         Positions in the dataset the probe was drawn from (None for user-given tensors).
+    classified : bool
+        Whether ``labels`` are the classes the model's outputs score (False for the one group of
+        a probe of non-class targets): the output margin is computed only then.
     """
 
     inputs: Any
     labels: torch.Tensor
     indices: np.ndarray | None = None
+    classified: bool = True
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -96,7 +133,11 @@ class ProbeSet:
 
     @classmethod
     def from_tensors(cls, inputs: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> ProbeSet:
-        labels = torch.as_tensor(labels).reshape(-1).long().cpu()
+        """The probe ``inputs`` with integer class ids (or groups) ``labels``."""
+        ids = class_ids(labels)
+        if ids is None:
+            raise _not_class_ids(np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels))
+        labels = torch.as_tensor(ids)
         if not isinstance(inputs, torch.Tensor) or len(inputs) != len(labels):
             raise ValueError(
                 f"probe inputs must be a tensor with one row per label; got "
@@ -111,11 +152,22 @@ class ProbeSet:
         samples_per_class: int,
         seed: int = 0,
         unpack: Callable[[Any], tuple[Any, Any]] = default_unpack,
+        per_class: bool = True,
     ) -> ProbeSet:
-        """Draw ``samples_per_class`` items per class (all of a smaller class, with a warning)."""
-        labels = dataset_labels(dataset, unpack)
-        if len(labels) == 0:
+        """Draw ``samples_per_class`` items per class (all of a smaller class, with a warning).
+
+        Targets that are not integer class ids (regression, soft labels) are an error, unless
+        ``per_class=False``: then ``samples_per_class`` items are drawn in all, as one group.
+        """
+        targets = dataset_labels(dataset, unpack)
+        if len(targets) == 0:
             raise ValueError("cannot draw a probe set from an empty dataset")
+        labels = class_ids(targets)
+        classified = labels is not None
+        if labels is None:
+            if per_class:
+                raise _not_class_ids(targets)
+            labels = np.zeros(len(targets), dtype=np.int64)
         rng = np.random.default_rng(seed)
         chosen, short = [], []
         for c in np.unique(labels):
@@ -125,8 +177,11 @@ class ProbeSet:
             take = min(samples_per_class, len(members))
             chosen.append(np.sort(rng.choice(members, size=take, replace=False)))
         if short:
+            listed = ", ".join(short[:10]) + (
+                f", ... ({len(short)} classes)" if len(short) > 10 else ""
+            )
             warnings.warn(
-                f"probe set: classes {', '.join(short)} have fewer than samples_per_class="
+                f"probe set: classes {listed} have fewer than samples_per_class="
                 f"{samples_per_class} items; all of their items are used",
                 UserWarning,
                 stacklevel=2,
@@ -134,7 +189,7 @@ class ProbeSet:
         indices = np.concatenate(chosen)
         items = [unpack(dataset[int(i)]) for i in indices]
         inputs = default_collate([x for x, _ in items])
-        return cls(inputs, torch.as_tensor(labels[indices]), indices)
+        return cls(inputs, torch.as_tensor(labels[indices]), indices, classified)
 
     def batches(self, batch_size: int) -> Iterator[Any]:
         """The inputs in consecutive batches (tensors, or the same structure as the inputs)."""

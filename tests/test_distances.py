@@ -5,6 +5,7 @@ import pytest
 from gudhi.representations import SlicedWassersteinDistance
 
 from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.persistence import barcode
 
 
 def random_diagram(rng, k):
@@ -52,3 +53,19 @@ def test_bad_input_raises():
         sliced_wasserstein(np.array([[0.0, np.inf]]), np.empty((0, 2)))
     with pytest.raises(ValueError, match="num_directions"):
         sliced_wasserstein(np.empty((0, 2)), np.empty((0, 2)), num_directions=1)
+
+
+def test_whole_barcodes_and_backward_bars_are_clear_errors(rng):
+    X, Y = rng.normal(size=(30, 3)), rng.normal(size=(25, 3))
+    with pytest.raises(ValueError, match=r"bars_a is a list of diagrams.*barcode\(X\)\[0\]"):
+        sliced_wasserstein(barcode(X), barcode(Y)[0])
+    with pytest.raises(ValueError, match=r"bars_b is a list of diagrams"):
+        sliced_wasserstein(barcode(X)[0], barcode(Y))
+    with pytest.raises(ValueError, match=r"diagrams\[1\] is a list of diagrams"):
+        distance_matrix([barcode(X)[0], barcode(Y)])
+    with pytest.raises(ValueError, match=r"bars_b has 1 bar\(s\) that die before they are born"):
+        sliced_wasserstein(random_diagram(rng, 3), np.array([[0.0, 1.0], [2.0, 1.5]]))
+    # One barcode's diagrams are a list of diagrams, which distance_matrix takes.
+    diagrams = barcode(X)
+    expected = SlicedWassersteinDistance(num_directions=50).fit(diagrams).transform(diagrams)
+    np.testing.assert_allclose(distance_matrix(diagrams), expected, rtol=1e-12, atol=1e-12)

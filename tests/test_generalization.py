@@ -1,11 +1,17 @@
 """GeneralizationPredictor, calibration files and the PredictedTestAccuracy callback."""
 
+import csv
 import json
 import math
+import re
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 from scipy import stats
 
 from helpers import MLP, blobs, loader, quiet_trainer
@@ -14,10 +20,12 @@ from topo_monitor.analysis.baselines import mean_margin
 from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
+    RunRecord,
     features_from_record,
     kendall_tau,
     pearson_r,
 )
+from topo_monitor.probing.record import TopologyRecord
 
 
 def synthetic(n=30, relation="topology", seed=0):
@@ -139,6 +147,10 @@ def test_callback_logs_the_prediction_without_test_data(tmp_path):
     logged = trainer.callback_metrics["topology/predicted_test_acc"].item()
     assert logged == pytest.approx(expected, rel=1e-6)
     assert 0.5 < logged < 1.0 and std > 0
+    e0 = features_from_record(monitor.history[-1])["E0_1"]
+    inside = 0.5 * live["E0_1"] <= e0 <= 1.5 * live["E0_1"]
+    flag = trainer.callback_metrics["topology/predicted_test_acc_extrapolating"].item()
+    assert flag == (0.0 if inside else 1.0)
 
 
 def test_prediction_reads_its_calibration_at_fit_and_resumes_its_history(tmp_path):
@@ -146,8 +158,8 @@ def test_prediction_reads_its_calibration_at_fit_and_resumes_its_history(tmp_pat
     predicted = PredictedTestAccuracy(path)  # the file does not exist yet: read in setup
     assert predicted.predictor is None
     calibration = CalibrationSet()
-    for i, margin in enumerate(np.linspace(-1.0, 3.0, 8)):
-        calibration.add(f"r{i}", float(0.6 + 0.1 * margin + 0.002 * (-1) ** i), {"margin": margin})
+    for i, margin in enumerate(np.linspace(-1.0, 15.0, 8)):
+        calibration.add(f"r{i}", float(0.5 + 0.03 * margin + 0.002 * (-1) ** i), {"margin": margin})
     calibration.save(path)
 
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
@@ -170,20 +182,176 @@ def test_prediction_reads_its_calibration_at_fit_and_resumes_its_history(tmp_pat
     trainer.fit(MLP(), loader(blobs()), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert resumed.history[:2] == predicted.history
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
-    expected, _ = resumed.predictor.predict(features_from_record(monitor.history[-1]))
+    features = features_from_record(monitor.history[-1])
+    assert -1.0 < features["margin"] < 15.0, "the test needs a margin inside the calibration"
+    expected, _ = resumed.predictor.predict(features)
+    assert 0 < expected < 1
     assert resumed.history[-1]["topology/predicted_test_acc"] == pytest.approx(expected)
+    assert resumed.history[-1]["topology/predicted_test_acc_extrapolating"] == 0.0
 
 
-def test_prediction_on_a_missing_block_is_skipped_not_a_crash(tmp_path):
+def calibration_in(feature, values, slope=-0.4):
+    """Eight runs whose accuracy falls linearly (plus tiny noise) over ``values`` of a feature."""
     calibration = CalibrationSet()
-    for i in range(6):
-        calibration.add(f"r{i}", 0.5 + 0.05 * i + 0.001 * (-1) ** i, {"E0_1": float(i)})
-    predicted = PredictedTestAccuracy(calibration, block="no.such.block")
-    trainer = quiet_trainer(
-        max_epochs=1,
-        callbacks=[TopologyMonitor(samples_per_class=20, metrics=("e0",)), predicted],
-        logger=False,
-        default_root_dir=tmp_path,
+    for i, value in enumerate(np.linspace(*values, 8)):
+        fraction = (value - values[0]) / (values[1] - values[0])
+        accuracy = 0.9 + slope * fraction + 0.001 * (-1) ** i
+        calibration.add(f"r{i}", float(accuracy), {feature: float(value)})
+    return calibration
+
+
+def fit_with(predicted, tmp_path, epochs=2, logger=False, **monitor_options):
+    """Fit an MLP with a monitor and ``predicted``: (trainer, monitor, warning messages)."""
+    monitor = TopologyMonitor(
+        samples_per_class=20, metrics=("e0",), figures_every_n_epochs=None, **monitor_options
     )
-    trainer.fit(MLP(), loader(blobs()))
-    assert predicted.history == [] and trainer.current_epoch == 1
+    trainer = quiet_trainer(
+        max_epochs=epochs, callbacks=[monitor, predicted], logger=logger, default_root_dir=tmp_path
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(MLP(), loader(blobs()))
+    return trainer, monitor, [str(w.message) for w in caught]
+
+
+def test_a_missing_block_is_an_error_at_fit_start(tmp_path):
+    calibration = calibration_in("E0_1", (0.0, 5.0))
+    with pytest.raises(ValueError, match=r"block='no.such.block'.*records the blocks \['net.2', "):
+        fit_with(PredictedTestAccuracy(calibration, block="no.such.block"), tmp_path)
+    # A monitor that hooks no module records the output alone: block -2 cannot exist.
+    with pytest.raises(ValueError, match=r"block=-2.*records the blocks \['output'\]"):
+        fit_with(PredictedTestAccuracy(calibration), tmp_path, blocks=lambda module: [])
+    record = TopologyRecord(blocks=["output"], depths=[1.0], values={"E0_1": [1.0]})
+    with pytest.raises(ValueError, match="model output only"):
+        features_from_record(record)
+
+
+def test_a_block_missing_from_the_records_warns_once_and_never_crashes(tmp_path):
+    calibration = calibration_in("E0_1", (0.0, 5.0))
+    predicted = PredictedTestAccuracy(calibration, block=7)  # 3 blocks: net.2, net.5, output
+    trainer, monitor, caught = fit_with(predicted, tmp_path, epochs=3)
+    assert monitor.block_names == ["net.2", "net.5", "output"]
+    assert predicted.history == [] and trainer.current_epoch == 3
+    assert "topology/predicted_test_acc" not in trainer.callback_metrics
+    missing = [w for w in caught if "no block 7" in w]
+    assert len(missing) == 1 and "['net.2', 'net.5', 'output']" in missing[0]
+
+
+def test_an_unlogged_training_loss_warns_once_and_never_crashes(tmp_path):
+    calibration = calibration_in("train_loss", (0.05, 1.5))
+    predicted = PredictedTestAccuracy(calibration, loss_key="loss")  # MLP logs "train_loss"
+    trainer, _, caught = fit_with(predicted, tmp_path, epochs=3)
+    assert predicted.predictor.chosen == ("train_loss",)
+    assert predicted.history == [] and trainer.current_epoch == 3
+    missing = [w for w in caught if "no metric 'loss' is logged" in w]
+    assert len(missing) == 1 and "epoch 0" in missing[0]
+
+
+def test_only_features_the_monitor_records_are_candidates(tmp_path):
+    # PHdim predicts exactly, the margin loosely; a monitor measuring E0 only has no PHdim.
+    calibration = CalibrationSet()
+    for i, phdim in enumerate(np.linspace(3.0, 9.0, 8)):
+        calibration.add(
+            f"r{i}", float(1.0 - 0.05 * phdim), {"PHdim": phdim, "margin": 1.0 + (i % 3) + i}
+        )
+    assert GeneralizationPredictor().fit(calibration).chosen == ("PHdim",)
+    predicted = PredictedTestAccuracy(calibration)
+    fit_with(predicted, tmp_path, epochs=1)
+    assert predicted.predictor.chosen == ("margin",)
+    assert [h["epoch"] for h in predicted.history] == [0]
+
+    only_phdim = CalibrationSet()
+    for i, phdim in enumerate(np.linspace(3.0, 9.0, 8)):
+        only_phdim.add(f"r{i}", float(1.0 - 0.05 * phdim), {"PHdim": phdim})
+    with pytest.raises(ValueError, match=r"cannot fit.*records \['E0_1', 'E0_1_scaled'\]"):
+        fit_with(PredictedTestAccuracy(only_phdim), tmp_path)
+
+
+def test_a_calibration_on_another_scale_is_clipped_and_flagged_once(tmp_path):
+    # Calibration runs whose E0_1 is 100 times this run's (another model, another scale): the
+    # linear fit, extrapolated far below its range, says 0.9 + 0.4 * 0.495 ≈ 1.1.
+    first = TopologyMonitor(samples_per_class=20, metrics=("e0",), figures_every_n_epochs=None)
+    quiet_trainer(max_epochs=1, callbacks=[first], logger=False, default_root_dir=tmp_path).fit(
+        MLP(), loader(blobs())
+    )
+    live = features_from_record(first.history[-1])["E0_1"]
+    calibration = calibration_in("E0_1", (50 * live, 150 * live))
+    path = tmp_path / "calibration.jsonl"
+    calibration.save(path)
+
+    predicted = PredictedTestAccuracy(path)
+    logger = CSVLogger(tmp_path, name="csv")
+    trainer, monitor, caught = fit_with(predicted, tmp_path, epochs=3, logger=logger)
+    low, high = 50 * live, 150 * live
+    assert predicted.predictor.feature_range_ == {"E0_1": pytest.approx((low, high))}
+    assert [h["epoch"] for h in predicted.history] == [0, 1, 2]
+    for h, record in zip(predicted.history, monitor.history, strict=True):
+        coef = predicted.predictor.coef_
+        assert coef[0] + coef[1] * features_from_record(record)["E0_1"] > 1.0
+        assert h["topology/predicted_test_acc"] == 1.0
+        assert h["topology/predicted_test_acc_extrapolating"] == 1.0
+    assert trainer.callback_metrics["topology/predicted_test_acc_extrapolating"].item() == 1.0
+    flagged = [w for w in caught if "extrapolates" in w]
+    assert len(flagged) == 1, flagged
+    assert f"E0_1 = {features_from_record(monitor.history[0])['E0_1']:.6g}" in flagged[0]
+    assert f"outside [{low:.6g}, {high:.6g}]" in flagged[0]
+    with open(Path(logger.log_dir) / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("topology/predicted_test_acc")]
+    assert [float(r["topology/predicted_test_acc"]) for r in rows] == [1.0, 1.0, 1.0]
+    assert [float(r["topology/predicted_test_acc_extrapolating"]) for r in rows] == [1.0] * 3
+
+
+def test_predictions_are_clipped_and_the_calibration_range_kept():
+    calibration = synthetic(relation="topology")  # accuracy = 0.98 - 0.003 E0_1, E0_1 in 50..150
+    predictor = GeneralizationPredictor().fit(calibration)
+    values = [r.features["E0_1"] for r in calibration.runs]
+    assert predictor.feature_range_ == {"E0_1": (min(values), max(values))}
+    assert predictor.predict({"E0_1": 1000.0})[0] == 0.0  # the line says 0.98 - 3 = -2.02
+    assert predictor.predict({"E0_1": -100.0})[0] == 1.0  # and 0.98 + 0.3 = 1.28
+    assert predictor.outside_range({"E0_1": 1000.0}) == ["E0_1"]
+    assert predictor.outside_range({"E0_1": min(values)}) == []
+    accuracy, _ = predictor.predict({"E0_1": 100.0})
+    assert accuracy == pytest.approx(0.98 - 0.3, abs=0.01)
+
+
+def test_add_rejects_what_it_cannot_store():
+    calibration = CalibrationSet()
+    with pytest.raises(ValueError, match="features must be a mapping of feature names to numbers"):
+        calibration.add("r0", 0.9, None)
+    with pytest.raises(ValueError, match="feature 'E0_1' must be a real number"):
+        calibration.add("r0", 0.9, {"E0_1": "12"})
+    with pytest.raises(ValueError, match=r"test_accuracy must be in \[0, 1\]"):
+        calibration.add("r0", math.nan, {"E0_1": 1.0})
+    with pytest.raises(ValueError, match="run_id must be a non-empty str"):
+        calibration.add(3, 0.9, {"E0_1": 1.0})
+    assert len(calibration) == 0
+    run = calibration.add("r0", torch.tensor(0.75), {"E0_1": np.float32(2.5)}, width=8)
+    assert run == RunRecord("r0", 0.75, {"E0_1": 2.5}, {"width": 8})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"run_id": "b", "test_accuracy": 93.0, "features": {"E0_1": 1}}', r"\[0, 1\]"),
+        ('{"run_id": "a", "test_accuracy": 0.5, "features": {"E0_1": 1}}', "already in"),
+        ('{"run_id": "b", "test_accuracy": 0.5, "features": null}', "features must be a mapping"),
+        ('{"run_id": "b", "test_accuracy": "high", "features": {}}', "real number"),
+    ],
+)
+def test_load_applies_the_checks_of_add(tmp_path, line, message):
+    path = tmp_path / "calibration.jsonl"
+    path.write_text('{"run_id": "a", "test_accuracy": 0.5, "features": {"E0_1": 1}}\n' + line)
+    name = re.escape(str(path))
+    with pytest.raises(ValueError, match=rf"{name}, line 2, run '[ab]': .*{message}"):
+        CalibrationSet.load(path)
+
+
+@pytest.mark.parametrize("argument", ["topology", "baselines"])
+def test_one_name_where_a_sequence_of_names_is_expected_is_an_error(argument):
+    with pytest.raises(ValueError, match=rf"not one string: write {argument}=\('E0_1',\)"):
+        GeneralizationPredictor(**{argument: "E0_1"})
+    with pytest.raises(ValueError, match=f"{argument} must hold names"):
+        GeneralizationPredictor(**{argument: ("E0_1", 3)})
+    with pytest.raises(ValueError, match="not one string"):
+        synthetic(n=5).matrix("E0_1")
+    assert GeneralizationPredictor(**{argument: ["E0_1"]}).fit(synthetic()).chosen == ("E0_1",)

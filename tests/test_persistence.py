@@ -225,3 +225,72 @@ def test_bad_diagrams_and_arguments_raise():
         total_persistence(np.zeros((1, 2)), alpha=0)
     with pytest.raises(ValueError, match="max_points"):
         barcode(np.zeros((3, 2)), max_points=0)
+
+
+def test_the_whole_barcode_instead_of_one_diagram_is_a_clear_error(rng):
+    X = rng.normal(size=(30, 3))
+    whole = barcode(X)  # [H0, H1]: diagrams of different sizes
+    assert len(whole[0]) != len(whole[1])
+    equal = [whole[0], whole[0] + 1.0]  # diagrams of one size, that numpy would stack
+    for bars in (whole, barcode(X, max_dim=0), equal, np.stack(equal), [np.empty((0, 2))] * 2):
+        with pytest.raises(ValueError, match=r"one diagram is expected.*barcode\(X\)\[0\]"):
+            total_persistence(bars)
+        with pytest.raises(ValueError, match=r"barcode\(X\)\[0\]"):
+            mean_lifespan(bars)
+    # A diagram given as a list of pairs is still one diagram.
+    assert total_persistence(whole[0].tolist()) == pytest.approx(total_persistence(whole[0]))
+
+
+@pytest.mark.parametrize(
+    "alpha", [2, 2.0, np.float32(2), np.int64(2), np.array(2.0), torch.tensor(2.0)]
+)
+def test_alpha_as_a_numpy_scalar_or_tensor_matches_gudhi(rng, alpha):
+    X = rng.normal(size=(40, 4))
+    gudhi_bars = gudhi_diagram(X, 0)
+    expected = float(np.sum((gudhi_bars[:, 1] - gudhi_bars[:, 0]) ** 2))
+    assert total_persistence(barcode(X, max_dim=0)[0], alpha=alpha) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "scale",
+    [
+        np.float32(4.0),
+        np.float64(4.0),
+        np.array(4.0),
+        torch.tensor(4.0),
+        torch.tensor(4.0).double(),
+    ],
+)
+def test_scale_as_a_numpy_scalar_or_tensor(scale):
+    bars = np.array([[0.0, 1.0], [0.5, 2.5], [1.0, 1.5]])
+    assert total_persistence(bars, scale=scale) == pytest.approx(3.5 / 4)
+    assert total_persistence(bars, alpha=torch.tensor(2), scale=scale) == pytest.approx(
+        (1 + 4 + 0.25) / 16
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("alpha", True),
+        ("alpha", "2"),
+        ("alpha", torch.tensor([2.0, 3.0])),
+        ("alpha", torch.tensor(-1.0)),
+        ("alpha", np.float32("nan")),
+        ("scale", torch.tensor(0.0)),
+        ("scale", np.inf),
+        ("scale", None),
+    ],
+)
+def test_bad_alpha_and_scale_raise_clear_errors(name, value):
+    with pytest.raises(ValueError, match=name):
+        total_persistence(np.array([[0.0, 1.0]]), **{name: value})
+
+
+def test_a_bar_dying_before_its_birth_is_an_error():
+    # The (birth, death) columns swapped: E would be 1 - 3 = -2 if computed.
+    with pytest.raises(ValueError, match=r"1 bar\(s\) that die before they are born.*\(3, 0\)"):
+        total_persistence([[0.0, 1.0], [3.0, 0.0]])
+    with pytest.raises(ValueError, match="die before they are born"):
+        mean_lifespan(torch.tensor([[2.0, 1.0]]))
+    assert total_persistence([[1.0, 1.0]]) == 0.0  # a zero-length bar is a bar

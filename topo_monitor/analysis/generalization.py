@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from topo_monitor._validation import as_names, as_real, check
 from topo_monitor.probing.record import TopologyRecord
 
 __all__ = [
@@ -59,13 +60,57 @@ class CalibrationSet:
         features: Mapping[str, float],
         **metadata: Any,
     ) -> RunRecord:
-        if not 0 <= test_accuracy <= 1:
-            raise ValueError(f"test_accuracy must be in [0, 1], got {test_accuracy!r}")
-        if any(r.run_id == run_id for r in self.runs):
-            raise ValueError(f"run {run_id!r} is already in the calibration set")
-        record = RunRecord(
-            run_id, float(test_accuracy), {k: float(v) for k, v in features.items()}, dict(metadata)
+        """Append a finished run.
+
+        Parameters
+        ----------
+        run_id : str
+            Unique in the set.
+        test_accuracy : float
+            A fraction in [0, 1] (not a percentage).
+        features : mapping of str to float
+            Test-free features of the run's final epoch, e.g. :func:`features_from_record`'s;
+            NaN marks a feature that could not be measured.
+        **metadata
+            Anything JSON can store (width, seed, ...), kept with the run.
+
+        Raises
+        ------
+        ValueError
+            If ``run_id`` is not a new string, ``test_accuracy`` is not a number in [0, 1], or
+            ``features`` is not a mapping of names to numbers.
+        """
+        return self._append(run_id, test_accuracy, features, metadata)
+
+    def _append(
+        self, run_id: object, test_accuracy: object, features: object, metadata: object
+    ) -> RunRecord:
+        """The checks of :meth:`add`, shared by :meth:`load`; then the run is appended."""
+        check(
+            isinstance(run_id, str) and run_id != "",
+            f"run_id must be a non-empty str, got {run_id!r}",
         )
+        check(
+            all(r.run_id != run_id for r in self.runs),
+            f"run {run_id!r} is already in the calibration set",
+        )
+        accuracy = as_real(test_accuracy, "test_accuracy")
+        check(
+            0 <= accuracy <= 1,
+            f"test_accuracy must be in [0, 1] (a fraction, not a percentage), got {accuracy!r}",
+        )
+        check(
+            isinstance(features, Mapping),
+            "features must be a mapping of feature names to numbers, e.g. "
+            f"features_from_record(monitor.history[-1], train_loss), got {features!r}",
+        )
+        check(
+            all(isinstance(name, str) for name in features),
+            f"feature names must be str, got {list(features)}",
+        )
+        check(isinstance(metadata, Mapping), f"metadata must be a mapping, got {metadata!r}")
+        values = {name: as_real(value, f"feature {name!r}") for name, value in features.items()}
+        record = RunRecord(run_id, accuracy, values, dict(metadata))
         self.runs.append(record)
         return record
 
@@ -76,35 +121,47 @@ class CalibrationSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CalibrationSet:
-        runs = []
+        """Read a file written by :meth:`save` (or by hand: one JSON object per line).
+
+        Every run goes through the checks of :meth:`add`; a null feature is NaN.
+
+        Raises
+        ------
+        ValueError
+            Naming the file, the line and the run, if a line is not a calibration record or a
+            run fails a check of :meth:`add` (an accuracy outside [0, 1], a repeated run id...).
+        """
+        calibration = cls()
         with open(path) as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
                     data = json.loads(line)
-                    features = {
-                        k: math.nan if v is None else float(v) for k, v in data["features"].items()
-                    }
-                    runs.append(
-                        RunRecord(
-                            str(data["run_id"]),
-                            float(data["test_accuracy"]),
-                            features,
-                            data.get("metadata", {}),
-                        )
+                    run, accuracy, features = (
+                        data["run_id"],
+                        data["test_accuracy"],
+                        data["features"],
                     )
                 except (KeyError, TypeError, ValueError) as err:
                     raise ValueError(
-                        f"{path}, line {number}: not a calibration record ({err})"
+                        f"{path}, line {number}: not a calibration record (a JSON object with "
+                        f"run_id, test_accuracy and features): {type(err).__name__}: {err}"
                     ) from err
-        return cls(runs)
+                if isinstance(features, Mapping):
+                    features = {k: math.nan if v is None else v for k, v in features.items()}
+                try:
+                    calibration._append(run, accuracy, features, data.get("metadata", {}))
+                except ValueError as err:
+                    raise ValueError(f"{path}, line {number}, run {run!r}: {err}") from err
+        return calibration
 
     def __len__(self) -> int:
         return len(self.runs)
 
     def matrix(self, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Features (n, k) and test accuracies (n,) of the runs that have all the features."""
+        features = as_names(features, "features")
         rows = [
             r
             for r in self.runs
@@ -133,8 +190,23 @@ def features_from_record(
 
         calibration.add("run-7", test_accuracy, features_from_record(
             monitor.history[-1], trainer.callback_metrics["train_loss"].item()))
+
+    Raises
+    ------
+    ValueError
+        If the record has no block ``block``.
     """
-    index = record.blocks.index(block) if isinstance(block, str) else block
+    blocks = record.blocks
+    found = block in blocks if isinstance(block, str) else -len(blocks) <= block < len(blocks)
+    if not found:
+        hint = (
+            ": it holds the model output only, no hidden block (choose the blocks to monitor "
+            "with TopologyMonitor(blocks=[...]))"
+            if len(blocks) == 1
+            else ""
+        )
+        raise ValueError(f"no block {block!r} in the record, whose blocks are {blocks}{hint}")
+    index = blocks.index(block) if isinstance(block, str) else block
     features = {
         name: float(values[index])
         for name, values in record.values.items()
@@ -187,12 +259,29 @@ class GeneralizationPredictor:
     ``group`` ("topology", "baselines" or "both") say which. ``score`` reports the errors
     honestly: the choice of features is redone inside every leave-one-out fold.
 
+    A linear fit is only trustworthy inside the range it was fitted on: ``predict`` clips its
+    value to [0, 1], and ``outside_range`` says which features of a run lie outside the
+    calibration runs' range (a calibration made on other models, data or probe settings).
+
     Parameters
     ----------
     topology : sequence of str
-        Candidate topological features (names in the calibration records).
+        Candidate topological features (names in the calibration records), e.g. ``("E0_1",)``.
     baselines : sequence of str
         Candidate test-free baselines.
+
+    Attributes
+    ----------
+    chosen : tuple of str or None
+        The features of the fitted model (None before ``fit``).
+    group : str or None
+        "topology", "baselines" or "both".
+    coef_ : numpy.ndarray
+        Intercept, then one coefficient per chosen feature.
+    sigma_ : float
+        Residual standard deviation of the fit.
+    feature_range_ : dict of str to (float, float)
+        Per chosen feature, its (min, max) over the calibration runs of the fit.
     """
 
     def __repr__(self) -> str:
@@ -204,8 +293,8 @@ class GeneralizationPredictor:
         topology: Sequence[str] = TOPOLOGY_FEATURES,
         baselines: Sequence[str] = BASELINE_FEATURES,
     ) -> None:
-        self.topology = tuple(topology)
-        self.baselines = tuple(baselines)
+        self.topology = as_names(topology, "topology")
+        self.baselines = as_names(baselines, "baselines")
         self.chosen: tuple[str, ...] | None = None
         self.group: str | None = None
 
@@ -259,18 +348,38 @@ class GeneralizationPredictor:
         A = np.column_stack([np.ones(len(X)), X])
         dof = max(len(y) - A.shape[1], 1)
         self.sigma_ = math.sqrt(float(np.sum((y - A @ self.coef_) ** 2)) / dof)
+        self.feature_range_ = {
+            f: (float(X[:, j].min()), float(X[:, j].max())) for j, f in enumerate(self.chosen)
+        }
         return self
 
     def predict(self, features: Mapping[str, float]) -> tuple[float, float]:
-        """Predicted test accuracy and its standard error (a prediction interval's σ)."""
+        """Predicted test accuracy, clipped to [0, 1], and its standard error.
+
+        The standard error is the σ of a prediction interval of the linear fit. Check
+        :meth:`outside_range` first: outside the calibration range the fit extrapolates (and a
+        value clipped to 0 or 1 says little).
+        """
+        a = np.array([1.0] + [features[f] for f in self._chosen_in(features)])
+        std = self.sigma_ * math.sqrt(1.0 + float(a @ self._gram_inv @ a))
+        return min(max(float(a @ self.coef_), 0.0), 1.0), std
+
+    def outside_range(self, features: Mapping[str, float]) -> list[str]:
+        """The chosen features whose value lies outside ``feature_range_``."""
+        return [
+            f
+            for f in self._chosen_in(features)
+            if not self.feature_range_[f][0] <= features[f] <= self.feature_range_[f][1]
+        ]
+
+    def _chosen_in(self, features: Mapping[str, float]) -> tuple[str, ...]:
+        """The chosen features, all of which ``features`` must hold as finite numbers."""
         if self.chosen is None:
             raise RuntimeError("call fit(calibration) first")
         missing = [f for f in self.chosen if not math.isfinite(features.get(f, math.nan))]
         if missing:
             raise ValueError(f"the prediction needs finite values of {missing}")
-        a = np.array([1.0] + [features[f] for f in self.chosen])
-        std = self.sigma_ * math.sqrt(1.0 + float(a @ self._gram_inv @ a))
-        return float(a @ self.coef_), std
+        return self.chosen
 
     def score(self, calibration: CalibrationSet) -> dict[str, Any]:
         """Correlations of every feature with test accuracy, and nested leave-one-out MAEs.

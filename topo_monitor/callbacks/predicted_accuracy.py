@@ -4,30 +4,43 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 import torch
 
-from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info
+from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info, rank_zero_warn
 from topo_monitor.analysis.generalization import (
+    TOPOLOGY_FEATURES,
     CalibrationSet,
     GeneralizationPredictor,
     features_from_record,
 )
 from topo_monitor.callbacks.monitor import TopologyMonitor
+from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
 from topo_monitor.reporting.loggers import log_metrics
 
 __all__ = ["PredictedTestAccuracy"]
+
+PREDICTED = "topology/predicted_test_acc"
 
 
 class PredictedTestAccuracy(*CALLBACK_BASES):
     """Predict this run's test accuracy from its training data, calibrated on earlier runs.
 
     With a calibration file of finished runs (see :class:`~topo_monitor.CalibrationSet`), a
-    :class:`~topo_monitor.GeneralizationPredictor` is fitted at the start of ``fit``; after every
-    epoch the :class:`TopologyMonitor` computes, the features of that epoch give
-    ``topology/predicted_test_acc`` and ``topology/predicted_test_acc_std``, logged with
+    :class:`~topo_monitor.GeneralizationPredictor` is fitted at the start of ``fit``, choosing
+    among the topological features the :class:`TopologyMonitor` records and the baselines. After
+    every epoch the monitor measures, the features of that epoch give
+    ``topology/predicted_test_acc`` (clipped to [0, 1]), ``topology/predicted_test_acc_std`` and
+    ``topology/predicted_test_acc_extrapolating`` (1.0 when a feature lies outside the range of
+    the calibration runs, where the linear fit extrapolates; else 0.0), logged with
     ``step = epoch`` and put in ``trainer.callback_metrics``. No test data is touched.
+
+    A block the monitor does not record is an error at fit start where that is certain; an epoch
+    without a prediction (a block or a feature missing from the record, the training loss not
+    logged) and the first extrapolating epoch each give one warning per ``fit``, not one per
+    epoch. The training run itself is never stopped.
 
     Parameters
     ----------
@@ -44,7 +57,7 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
     predictor : GeneralizationPredictor or None
         Fitted in ``setup``.
     history : list of dict
-        ``epoch`` and the two logged values of every prediction; kept in checkpoints.
+        ``epoch`` and the three logged values of every prediction; kept in checkpoints.
     """
 
     def __init__(
@@ -67,6 +80,7 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         self.predictor: GeneralizationPredictor | None = None
         self.history: list[dict[str, Any]] = []
         self._topology: TopologyMonitor | None = None
+        self._warned: set[str] = set()
 
     @property
     def state_key(self) -> str:
@@ -78,38 +92,110 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         self._topology = TopologyMonitor.among(
             trainer, "PredictedTestAccuracy", "it predicts from that monitor's records"
         )[0]
+        self._warned = set()
+        self._check_block(resolve_blocks(pl_module, self._topology.blocks))
         calibration = self.calibration
         if not isinstance(calibration, CalibrationSet):
             calibration = CalibrationSet.load(calibration)
-        self.predictor = GeneralizationPredictor().fit(calibration)
-        rank_zero_info(f"PredictedTestAccuracy uses {self.predictor!r}")
+        recorded = [f for f in TOPOLOGY_FEATURES if f in self._topology.metric_names]
+        try:
+            self.predictor = GeneralizationPredictor(topology=recorded).fit(calibration)
+        except ValueError as err:
+            raise ValueError(
+                f"PredictedTestAccuracy cannot fit its predictor: {err} (of the topological "
+                f"features, the TopologyMonitor records {recorded})"
+            ) from err
+        unrecorded = {
+            f for r in calibration.runs for f in r.features if f in TOPOLOGY_FEATURES
+        } - set(recorded)
+        note = (
+            f" ({sorted(unrecorded)}, in the calibration runs, are not candidates: the "
+            "TopologyMonitor does not record them)"
+            if unrecorded
+            else ""
+        )
+        rank_zero_info(f"PredictedTestAccuracy uses {self.predictor!r}{note}")
+
+    def _check_block(self, hooked: list[str]) -> None:
+        """Fail at fit start if ``self.block`` is certainly not among the monitor's blocks."""
+        blocks = [*hooked, OUTPUT]
+        if isinstance(self.block, str):
+            # A module called k times per forward also gives the blocks "name#2" .. "name#k".
+            absent = re.sub(r"#\d+$", "", self.block) not in blocks
+        else:
+            # Modules called several times (or never) change the number of blocks: only a
+            # monitor that hooks no module certainly records the output alone.
+            absent = not hooked and self.block not in (0, -1)
+        if absent:
+            raise ValueError(
+                f"PredictedTestAccuracy(block={self.block!r}): the TopologyMonitor records the "
+                f"blocks {blocks}; choose one of them, or the monitor's blocks with "
+                "TopologyMonitor(blocks=[...])"
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         if not self._topology.update(trainer, pl_module) or self._topology.measured_epoch != epoch:
             return
-        prediction = (math.nan, math.nan)
+        prediction = (math.nan, math.nan, math.nan)
         if trainer.is_global_zero:
-            loss = trainer.callback_metrics.get(self.loss_key)
-            try:
-                features = features_from_record(
-                    self._topology.history[-1], None if loss is None else float(loss), self.block
-                )
-                prediction = self.predictor.predict(features)
-            except (ValueError, IndexError) as err:
-                rank_zero_info(f"PredictedTestAccuracy, epoch {epoch}: no prediction: {err}")
+            prediction = self._predict(trainer, epoch)
         prediction = trainer.strategy.broadcast(prediction, src=0)
         if not math.isfinite(prediction[0]):
             return
         values = {
-            "topology/predicted_test_acc": prediction[0],
-            "topology/predicted_test_acc_std": prediction[1],
+            PREDICTED: prediction[0],
+            f"{PREDICTED}_std": prediction[1],
+            f"{PREDICTED}_extrapolating": prediction[2],
         }
         for key, value in values.items():
             trainer.callback_metrics[key] = torch.tensor(value)
         if trainer.is_global_zero:
             self.history.append({"epoch": epoch, **values})
             log_metrics(trainer.loggers, values, step=epoch)
+
+    def _predict(self, trainer: pl.Trainer, epoch: int) -> tuple[float, float, float]:
+        """The prediction of this epoch, its σ and 1.0 if it extrapolates (else 0.0); NaNs if
+        there is none, with one warning per cause and ``fit``."""
+        loss = trainer.callback_metrics.get(self.loss_key)
+        try:
+            if loss is None and "train_loss" in self.predictor.chosen:
+                raise ValueError(
+                    f"the predictor uses the training loss, and no metric {self.loss_key!r} "
+                    f"is logged: log it in training_step (self.log({self.loss_key!r}, loss)) "
+                    "or pass loss_key=<the name it is logged under>"
+                )
+            features = features_from_record(
+                self._topology.history[-1], None if loss is None else float(loss), self.block
+            )
+            accuracy, std = self.predictor.predict(features)
+        except ValueError as err:
+            self._warn_once(
+                str(err),
+                f"PredictedTestAccuracy: no prediction from epoch {epoch} "
+                f"(nor at later epochs, while this lasts): {err}",
+            )
+            return math.nan, math.nan, math.nan
+        outside = self.predictor.outside_range(features)
+        if outside:
+            ranges = "; ".join(
+                f"{f} = {features[f]:.6g}, outside [{low:.6g}, {high:.6g}]"
+                for f in outside
+                for low, high in [self.predictor.feature_range_[f]]
+            )
+            self._warn_once(
+                "extrapolating",
+                f"PredictedTestAccuracy, epoch {epoch}: {ranges}, the range of the calibration "
+                f"runs: the prediction extrapolates and is clipped to [0, 1], and "
+                f"{PREDICTED}_extrapolating is 1 at such epochs. Calibrate on runs like this "
+                "one (the same kind of model and data, the same monitor settings).",
+            )
+        return accuracy, std, float(bool(outside))
+
+    def _warn_once(self, cause: str, message: str) -> None:
+        if cause not in self._warned:
+            self._warned.add(cause)
+            rank_zero_warn(message)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

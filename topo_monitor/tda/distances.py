@@ -57,7 +57,8 @@ def sliced_wasserstein(bars_a: DiagramLike, bars_b: DiagramLike, num_directions:
     Parameters
     ----------
     bars_a, bars_b : array-like, shape (k, 2) and (l, 2)
-        Finite (birth, death) pairs; either may be empty. Infinite bars must be dropped first.
+        Finite (birth, death) pairs of one homology dimension each, e.g. ``barcode(X)[0]``;
+        either may be empty. Infinite bars must be dropped first.
     num_directions : int, default 50
         As in gudhi: ``num_directions - 1`` lines evenly spaced in [-π/2, π/2).
 
@@ -67,10 +68,17 @@ def sliced_wasserstein(bars_a: DiagramLike, bars_b: DiagramLike, num_directions:
         Each diagram is completed with the diagonal projections of the other's points, both are
         projected on every line, and the L1 distance between the sorted projections is averaged
         over the lines.
+
+    Raises
+    ------
+    ValueError
+        If either is not one diagram of finite bars with death >= birth (:func:`barcode`'s
+        whole result is a list of diagrams), or ``num_directions`` is not an int >= 2.
     """
     lines = _lines(num_directions)
     return _sw_from_projections(
-        *_projections(as_diagram(bars_a), lines), *_projections(as_diagram(bars_b), lines)
+        *_projections(as_diagram(bars_a, "bars_a"), lines),
+        *_projections(as_diagram(bars_b, "bars_b"), lines),
     )
 
 
@@ -80,6 +88,7 @@ def distance_matrix(diagrams: Sequence[DiagramLike], num_directions: int = 50) -
     Parameters
     ----------
     diagrams : sequence of L array-likes, each of shape (k_i, 2)
+        One diagram each (finite bars, death >= birth), e.g. the H0 diagrams of L clouds.
     num_directions : int, default 50
 
     Returns
@@ -88,7 +97,9 @@ def distance_matrix(diagrams: Sequence[DiagramLike], num_directions: int = 50) -
         Symmetric with a zero diagonal. Each diagram is projected once.
     """
     lines = _lines(num_directions)
-    projected = [_projections(as_diagram(d), lines) for d in diagrams]
+    projected = [
+        _projections(as_diagram(d, f"diagrams[{i}]"), lines) for i, d in enumerate(diagrams)
+    ]
     L = len(projected)
     out = np.zeros((L, L))
     for i in range(L):

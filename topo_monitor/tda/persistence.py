@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from topo_monitor._validation import as_cloud, as_diagram
+from topo_monitor._validation import as_cloud, as_diagram, as_positive
 from topo_monitor.tda.mst import by_shape, chunks, prim_mst, stacked_squared_distances, work_dtype
 from topo_monitor.tda.sampling import as_generator, random_orders
 
@@ -157,33 +157,40 @@ def _gudhi_bars(X: torch.Tensor, max_dim: int) -> list[np.ndarray]:
 
 def total_persistence(
     bars: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
-    alpha: float = 1.0,
-    scale: float = 1.0,
+    alpha: float | np.floating | torch.Tensor = 1.0,
+    scale: float | np.floating | torch.Tensor = 1.0,
 ) -> float:
     """E_α = Σ ((death − birth) / scale)^α over the finite bars of one diagram.
 
     Parameters
     ----------
     bars : array-like, shape (k, 2)
-        (birth, death) pairs. Infinite bars must have been dropped (:func:`barcode` does).
+        The (birth, death) pairs of *one* homology dimension, e.g. ``barcode(X)[0]`` (not the
+        whole list ``barcode(X)``). Infinite bars must have been dropped (:func:`barcode` does).
     alpha : float, default 1.0
-        Exponent; ``alpha=1`` with H0 gives the length of the Euclidean MST.
+        Exponent; ``alpha=1`` with H0 gives the length of the Euclidean MST. A NumPy scalar or a
+        0-d tensor will do.
     scale : float, default 1.0
-        Divides every lifespan. Raw E grows linearly with the activations' scale (E_α like
-        ``scale**alpha``), so comparing layers or epochs whose activations differ in size compares
-        their sizes more than their shapes. With ``scale=cloud_scale(X)`` the value is the
-        *scale-free* E: invariant to translating and scaling the cloud.
+        Divides every lifespan (a NumPy scalar or a 0-d tensor will do). Raw E grows linearly
+        with the activations' scale (E_α like ``scale**alpha``), so comparing layers or epochs
+        whose activations differ in size compares their sizes more than their shapes. With
+        ``scale=cloud_scale(X)`` the value is the *scale-free* E: invariant to translating and
+        scaling the cloud.
 
     Returns
     -------
     float
         0.0 for an empty diagram.
+
+    Raises
+    ------
+    ValueError
+        If ``bars`` is not one diagram of finite bars with death >= birth, or ``alpha`` or
+        ``scale`` is not a positive finite number.
     """
     bars = as_diagram(bars)
-    if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    alpha = as_positive(alpha, "alpha")
+    scale = as_positive(scale, "scale")
     lifespans = (bars[:, 1] - bars[:, 0]) / scale
     return float(np.sum(lifespans**alpha))
 

@@ -169,7 +169,7 @@ def test_measure_leaves_model_and_random_streams_as_they_were():
     [
         ({"homology_dims": (2,)}, r"homology_dims must be \(0,\) or \(0, 1\)"),
         ({"metrics": ("e0", "betti")}, "metrics must be a non-empty subset"),
-        ({"alpha": -1.0}, "alpha must be a positive number"),
+        ({"alpha": -1.0}, "alpha must be a positive finite number"),
         ({"sw_directions": 1}, "sw_directions must be an int >= 2"),
         ({"normalize": "zscore"}, 'normalize must be None or "minmax"'),
         ({"reduction": "max"}, "reduction must be one of"),
@@ -189,6 +189,12 @@ def test_every_entry_point_rejects_the_same_bad_options(options, message):
             adversarial_topology(torch.nn.Flatten(), images, torch.arange(20) % 2, **summary_only)
         with pytest.raises(ValueError, match=message):
             AdversarialTopologyMonitor(**summary_only)
+
+
+def test_alpha_may_be_a_numpy_scalar_or_a_0d_tensor():
+    for alpha in (np.float32(2), torch.tensor(2.0), 2):
+        assert SummaryConfig(alpha=alpha).alpha == 2.0
+        assert TopologyMonitor(alpha=alpha).metric_names[0] == "E0_2"
 
 
 def test_config_and_summary_options_are_exclusive():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from topo_monitor._validation import check, is_positive_int
+from topo_monitor._validation import as_positive, check, is_positive_int
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.dimension import ph_dimensions
 from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
@@ -91,12 +91,6 @@ class SummaryConfig:
         )
         dims = tuple(sorted(set(self.homology_dims)))
         check(dims in ((0,), (0, 1)), f"homology_dims must be (0,) or (0, 1), got {dims!r}")
-        check(
-            isinstance(self.alpha, (int, float))
-            and not isinstance(self.alpha, bool)
-            and 0 < self.alpha < math.inf,
-            f"alpha must be a positive number, got {self.alpha!r}",
-        )
         check(isinstance(self.per_class, bool), f"per_class must be a bool, got {self.per_class!r}")
         check(
             self.normalize in (None, "minmax"),
@@ -116,7 +110,7 @@ class SummaryConfig:
         )
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "homology_dims", dims)
-        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "alpha", as_positive(self.alpha, "alpha"))
 
 
 def minmax_scale(X: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ def reduce_output(
     ----------
     output : torch.Tensor, shape (B, ...)
         ``(B, C)`` dense, ``(B, C, H, W)`` (or any ``(B, C, *spatial)``) convolutional, or
-        ``(B, T, C)`` sequence output.
+        ``(B, T, C)`` sequence output. A nested tensor of ``B`` sequences of different
+        lengths (what ``nn.TransformerEncoder`` layers emit given ``src_key_padding_mask``) is
+        reduced over each sequence's own, valid positions.
     reduction : {"gap", "top_l2", "flatten"}
         ``gap``: mean over all spatial/sequence positions. ``top_l2``: the position vector with
         the largest l2 norm (Gabrielsson & Carlsson). ``flatten``: the whole output per input.
@@ -34,6 +36,15 @@ def reduce_output(
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if output.is_nested:  # padded sequences (a TransformerEncoder given a padding mask)
+        if reduction == "flatten":
+            raise ValueError(
+                "its output holds sequences of different lengths (a nested tensor): "
+                'reduction="flatten" needs one length; use "gap" or "top_l2"'
+            )
+        return torch.stack(
+            [reduce_output(t.unsqueeze(0), reduction, channel_dim)[0] for t in output.unbind()]
+        )
     x = output.detach()
     if x.dim() < 2:
         raise ValueError(f"expected an output of shape (batch, ...), got shape {tuple(x.shape)}")

@@ -1,5 +1,6 @@
 """Blocks, hooks, reductions and the probe set, checked against values worked out by hand."""
 
+import copy
 import random
 import warnings
 
@@ -12,7 +13,13 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision.models import resnet18
 
 from topo_monitor import TopologyMonitor
-from topo_monitor.probing import ProbeSet, candidate_blocks, reduce_output, resolve_blocks
+from topo_monitor.probing import (
+    ProbeSet,
+    candidate_blocks,
+    measure,
+    reduce_output,
+    resolve_blocks,
+)
 
 
 def gudhi_e0(points: np.ndarray) -> float:
@@ -170,6 +177,74 @@ def test_blocks_nested_in_blocks_are_not_candidates():
     assert candidate_blocks(model) == ["0", "1"]
 
 
+def test_units_are_the_outermost_of_a_repeated_class_counted_over_the_whole_model():
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.ModuleList([Inner(), Inner()])
+
+    class Single(nn.Module):  # one instance: not a repeated unit
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+    # The Inner units inside each Outer are not blocks of their own; the third Inner, outside,
+    # is one (its class is repeated in the model, though once in its container).
+    model = nn.Sequential(Single(), Outer(), Outer(), nn.Sequential(Inner()), nn.ReLU())
+    assert candidate_blocks(model) == ["1", "2", "3.0"]
+
+
+class Layer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.lin(x))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(Layer(), Layer())
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(x))
+
+
+class WithEMA(nn.Module):
+    """The network again as an attribute, as an EMA copy, a distillation teacher or a BYOL
+    target network is; only the first is called by forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Net()
+        self.ema = copy.deepcopy(self.net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_network_held_twice_as_attributes_is_not_a_unit_its_blocks_are():
+    model = WithEMA()
+    assert candidate_blocks(model) == [
+        "net.layers.0",
+        "net.layers.1",
+        "ema.layers.0",
+        "ema.layers.1",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the copy's blocks, never called, are dropped quietly
+        record = measure(model, _probe(), metrics=("e0",))
+    assert record.blocks == ["net.layers.0", "net.layers.1", "output"]
+
+
 # ---------------------------------------------------------------------------- resolve_blocks
 
 
@@ -191,6 +266,13 @@ def test_callable_returning_a_foreign_module_raises():
 def test_unknown_names_raise_and_are_named():
     with pytest.raises(ValueError, match=r"unknown block name\(s\) \['nope', 'also\.nope'\]"):
         resolve_blocks(_mlp(), ["1", "nope", "also.nope"])
+
+
+def test_a_name_given_twice_raises_and_is_named():
+    with pytest.raises(ValueError, match=r"block name\(s\) \['1'\] given more than once"):
+        resolve_blocks(_mlp(), ["1", "3", "1"])
+    with pytest.raises(ValueError, match=r"\['3'\] given more than once"):
+        resolve_blocks(_mlp(), lambda m: [m[3], "1", "3"])  # a module and its name
 
 
 def test_output_is_dropped_and_auto_is_candidate_blocks():
@@ -245,6 +327,40 @@ def test_module_called_twice_gives_two_blocks_in_execution_order():
     assert class_mean_e0(first, labels) != pytest.approx(class_mean_e0(second, labels))
     for i, cloud in enumerate((first, mid, second, output)):
         assert record.values["E0_1"][i] == pytest.approx(class_mean_e0(cloud, labels), rel=1e-5)
+
+
+class Unused(nn.Module):
+    """``spare`` is defined but never called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+        self.spare = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.lin(x)))
+
+
+def test_a_named_block_never_called_is_one_warning_naming_it():
+    with pytest.warns(UserWarning) as caught:
+        record = measure(Unused(), _probe(), blocks=["lin", "spare"], metrics=("e0",))
+    assert [str(w.message) for w in caught] == [
+        "topo_monitor: block(s) ['spare'] were never called during the probe forward pass and "
+        "are not measured: the model's forward (in eval mode) does not use them; name modules "
+        "it calls"
+    ]
+    assert record.blocks == ["lin", "output"]
+
+
+def test_an_auto_block_never_called_is_dropped_quietly():
+    # "auto" picks by structure (the hidden Linear layers here), not by what forward calls:
+    # a module that runs only in training mode, such as an auxiliary head, is no mistake.
+    assert candidate_blocks(Unused()) == ["lin", "spare"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = measure(Unused(), _probe(), metrics=("e0",))
+    assert record.blocks == ["lin", "output"]
 
 
 class Mixed(nn.Module):

@@ -216,8 +216,20 @@ class TopologyMonitor(*CALLBACK_BASES):
         )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":  # a wrong block name is an error now, not a warning in epoch 1
-            resolve_blocks(pl_module, self.blocks)
+        if stage != "fit":
+            return
+        # A wrong block name is an error now, not a warning in epoch 1; an "auto" that finds no
+        # hidden block is said once now, not discovered from a depth profile of one point.
+        if not resolve_blocks(pl_module, self.blocks) and self.blocks == "auto":
+            names = ", ".join(repr(name) for name, _ in list(pl_module.named_modules())[1:9])
+            rank_zero_warn(
+                f'TopologyMonitor: blocks="auto" found no hidden block in '
+                f"{type(pl_module).__name__} (no repeated unit, recurrent layer, activation "
+                "module or hidden Linear/Conv layer): only the model output is monitored. Pass "
+                "blocks=[...] with names from model.named_modules()"
+                + (f" (e.g. {names})" if names else "")
+                + ", or blocks=lambda model: [modules...]"
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_run_epoch = self.measured_epoch = None

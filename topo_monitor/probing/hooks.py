@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from topo_monitor.probing.blocks import OUTPUT
 
@@ -31,7 +32,12 @@ __all__ = [
 
 
 def first_tensor(output: object) -> torch.Tensor | None:
-    """The tensor standing for a block's output: itself, or the first tensor in a tuple/dict."""
+    """The tensor standing for a block's output: itself, or the first tensor in a tuple/dict.
+
+    A recurrent layer returns ``(output, h_n)`` (``nn.RNN``, ``nn.GRU``) or
+    ``(output, (h_n, c_n))`` (``nn.LSTM``): its output sequence comes first, so that is the
+    tensor; HuggingFace layers likewise return their hidden states first.
+    """
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, Mapping):
@@ -42,6 +48,13 @@ def first_tensor(output: object) -> torch.Tensor | None:
             if found is not None:
                 return found
     return None
+
+
+def _is_packed(output: object) -> bool:
+    """Whether a module returned a PackedSequence, alone or first in a tuple (as an RNN does)."""
+    if isinstance(output, PackedSequence):
+        return True
+    return isinstance(output, tuple) and len(output) > 0 and isinstance(output[0], PackedSequence)
 
 
 class BlockRecorder:
@@ -81,10 +94,19 @@ class BlockRecorder:
         def hook(module: nn.Module, args: object, output: object) -> None:
             self._calls[name] += 1
             key = name if self._calls[name] == 1 else f"{name}#{self._calls[name]}"
+            if _is_packed(output):
+                # Its flat data mixes the sequences' steps; the padded form would average pads in.
+                self.skipped[key] = (
+                    "its output is a PackedSequence, whose steps are not one row per input: "
+                    "hook a module that receives the unpacked sequences instead"
+                )
+                return
             tensor = first_tensor(output)
             if tensor is None or tensor.dim() < 2:
                 self.skipped[key] = f"its output ({type(output).__name__}) holds no batch tensor"
                 return
+            if isinstance(module, nn.RNNBase) and not module.batch_first and tensor.dim() == 3:
+                tensor = tensor.transpose(0, 1)  # (T, B, H), the default layout, to (B, T, H)
             self.outputs.setdefault(key, []).append(self.reduce(key, tensor))
 
         return hook

@@ -97,7 +97,9 @@ def measure(
         A ``Dataset`` is sampled: ``samples_per_class`` items per class, drawn with ``seed``
         (``unpack`` splits unusual items into ``(input, label)``).
     blocks : "auto", list of str, or callable
-        As :class:`~topo_monitor.TopologyMonitor`; the model output is always the last block.
+        As :class:`~topo_monitor.TopologyMonitor`; ``"auto"`` is
+        :func:`~topo_monitor.probing.candidate_blocks`. The model output is always the last
+        block. A named block that the forward pass never calls is not measured, with a warning.
     reduction : {"gap", "top_l2", "flatten"}
     seed : int
         Seeds the private generators of the PHdim and H1 subsamples (and of a probe draw).
@@ -151,6 +153,16 @@ def measure(
     for name, reason in skipped.items():
         warnings.warn(
             f"topo_monitor: {where}block {name!r} is not measured: {reason}", stacklevel=2
+        )
+    # A hooked module that ran left a cloud or a reason. "auto" may pick modules that only run in
+    # training mode (auxiliary heads); a block the user named must not vanish without a word.
+    never_called = [name for name in hooked if name not in clouds and name not in skipped]
+    if never_called and not isinstance(blocks, str):
+        warnings.warn(
+            f"topo_monitor: {where}block(s) {never_called} were never called during the probe "
+            "forward pass and are not measured: the model's forward (in eval mode) does not use "
+            "them; name modules it calls",
+            stacklevel=2,
         )
     record = summarize(
         clouds,

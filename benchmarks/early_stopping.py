@@ -332,7 +332,16 @@ def rule_grid() -> list[Rule]:
             shown=True,
         )
     ]
-    for patience in (2, 3, 5):
+    for epochs in (5, 10, 20):
+        rules.append(
+            Rule(
+                "fixed budget (all data)",
+                f"{epochs} epochs",
+                lambda e=epochs: FixedBudget(e),
+                lambda run: run["train_loss"],
+            )
+        )
+    for patience in (2, 3, 5, 8):
         rules.append(
             Rule(
                 "val_loss EarlyStopping (80 % of the data)",
@@ -398,6 +407,27 @@ def rule_grid() -> list[Rule]:
                 )
             )
     return rules
+
+
+class FixedBudget(StoppingRule):
+    """Stop after a fixed number of epochs, whatever happens: the floor a rule must beat."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs, self.patience = epochs, epochs
+        self.reset()
+
+    def reset(self) -> None:
+        self.wait_count = 0
+
+    def update(self, value: float, epoch: int, name: str = "metric") -> str | None:
+        self.wait_count += 1
+        return "budget spent" if self.wait_count >= self.epochs else None
+
+    def state_dict(self) -> dict:
+        return {"wait_count": self.wait_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wait_count = state["wait_count"]
 
 
 def _describe(rule: StoppingRule) -> str:

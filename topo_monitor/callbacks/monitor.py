@@ -238,7 +238,12 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.writer.start_run()
         if self.probe is None and trainer.is_global_zero:
             self.probe = training_probe(
-                trainer, self._probe_source, self.samples_per_class, self.seed, self.unpack
+                trainer,
+                self._probe_source,
+                self.samples_per_class,
+                self.seed,
+                self.unpack,
+                self.config.per_class,
             )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -7,6 +7,7 @@ benchmarks, and a user's loop over saved checkpoints. No Lightning here.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -36,15 +37,19 @@ def as_probe(
     samples_per_class: int = 300,
     seed: int = 0,
     unpack: Callable[[Any], tuple[Any, Any]] | None = None,
+    per_class: bool = True,
 ) -> ProbeSet:
     """A :class:`ProbeSet` from what a user may pass: itself, ``(inputs, labels)`` tensors, or a
-    ``Dataset`` to draw ``samples_per_class`` items per class from (with the private ``seed``)."""
+    ``Dataset`` to draw ``samples_per_class`` items per class from (with the private ``seed``;
+    ``per_class=False`` accepts targets that are not class ids)."""
     if isinstance(probe, ProbeSet):
         return probe
     if isinstance(probe, tuple) and len(probe) == 2:
         return ProbeSet.from_tensors(*probe)
     if isinstance(probe, Dataset):
-        return ProbeSet.from_dataset(probe, samples_per_class, seed, unpack or default_unpack)
+        return ProbeSet.from_dataset(
+            probe, samples_per_class, seed, unpack or default_unpack, per_class
+        )
     raise ValueError(
         "probe must be a ProbeSet, an (inputs, labels) tuple of tensors or a Dataset, "
         f"got {type(probe).__name__}"
@@ -135,7 +140,7 @@ def measure(
     elif summary_options:
         raise TypeError(f"give config= or summary options {sorted(summary_options)}, not both")
     check_probing_options(reduction, seed, batch_size, channel_dim)
-    probe = as_probe(probe, samples_per_class, seed, unpack)
+    probe = as_probe(probe, samples_per_class, seed, unpack, config.per_class)
     hooked = resolve_blocks(model, blocks)
     timings = {"reduction": 0.0}
 
@@ -174,7 +179,7 @@ def measure(
     record.epoch, record.step = epoch, step
     record.timings = {**timings, **record.timings}
     record.extras = {
-        "margin": mean_margin(clouds[OUTPUT], probe.labels),
+        "margin": mean_margin(clouds[OUTPUT], probe.labels) if probe.classified else math.nan,
         "param_norm": param_norm(model),
     }
     reasons: dict[str, list[str]] = {}

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from topo_monitor import ProbeSet, h0_death_times, measure
+from topo_monitor.analysis.baselines import mean_margin
 from topo_monitor.probing.reduction import reduce_output
 
 
@@ -83,3 +84,57 @@ def test_a_padding_masked_transformer_is_measured_every_layer():
         cloud = (padded[i] * valid).sum(1) / valid.sum(1)
         e0 = [float(h0_death_times(cloud[labels == c]).sum()) for c in range(3)]
         assert record.values["E0_1"][i] == pytest.approx(sum(e0) / 3, rel=1e-4)
+
+
+class DictModel(nn.Module):
+    """An MLP returning a dict, as many research models do."""
+
+    def __init__(self, keys: tuple[str, str]) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+        self.keys = keys
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body(x)
+        return dict(zip(self.keys, (features, self.head(features)), strict=True))
+
+
+def test_dict_outputs_are_read_at_their_logits():
+    x, y = torch.randn(60, 8), torch.arange(60) % 3
+    model = DictModel(("features", "logits"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="topo_monitor.*without 'logits'")
+        record = measure(model, (x, y), samples_per_class=20, metrics=("e0",))
+    with torch.no_grad():
+        logits = model(x)["logits"]
+    assert record.extras["margin"] == pytest.approx(mean_margin(logits, y))
+    plain = measure(nn.Sequential(model.body, model.head), (x, y), metrics=("e0",))
+    assert record.values["E0_1"][-1] == pytest.approx(plain.values["E0_1"][-1])
+
+
+def test_a_huggingface_model_output_is_read_at_its_logits():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class HFStyle(DictModel):
+        def forward(self, x):
+            features = self.body(x)
+            return SequenceClassifierOutput(logits=self.head(features), hidden_states=(features,))
+
+    x, y = torch.randn(60, 8), torch.arange(60) % 3
+    model = HFStyle(("unused", "unused"))
+    record = measure(model, (x, y), metrics=("e0",))
+    with torch.no_grad():
+        assert record.extras["margin"] == pytest.approx(mean_margin(model(x).logits, y))
+
+
+def test_a_dict_without_logits_warns_once_naming_the_key_it_uses():
+    x, y = torch.randn(60, 8), torch.arange(60) % 3
+    model = DictModel(("scores", "aux"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):  # three epochs: one warning
+            measure(model, (x, y), metrics=("e0",))
+    named = [str(w.message) for w in caught if "without 'logits'" in str(w.message)]
+    assert len(named) == 1 and "'scores'" in named[0] and "DictModel" in named[0]

@@ -8,6 +8,7 @@ would record the wrong values.
 from __future__ import annotations
 
 import random
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ __all__ = [
     "collect_clouds",
     "first_tensor",
     "model_device",
+    "model_scores",
     "move_to_device",
     "preserved_state",
 ]
@@ -48,6 +50,37 @@ def first_tensor(output: object) -> torch.Tensor | None:
             if found is not None:
                 return found
     return None
+
+
+_NAMED_OUTPUTS: set[tuple[str, str]] = set()  # (model class, key) already warned about
+
+
+def model_scores(result: object, model_name: str = "model") -> torch.Tensor | None:
+    """The tensor standing for a model's output: its class scores.
+
+    A tensor is itself; a dict or a HuggingFace ``ModelOutput`` gives its ``logits`` entry when
+    it has one, else its first tensor, with one warning per model class naming the key used (a
+    ``{"features", "scores"}`` dict must not silently be measured on its features); a tuple
+    gives its first tensor.
+    """
+    if isinstance(result, Mapping):
+        logits = result.get("logits")
+        if isinstance(logits, torch.Tensor):
+            return logits
+        for key, value in result.items():
+            tensor = first_tensor(value)
+            if tensor is not None:
+                if (model_name, str(key)) not in _NAMED_OUTPUTS:
+                    _NAMED_OUTPUTS.add((model_name, str(key)))
+                    warnings.warn(
+                        f"topo_monitor: {model_name} returns a dict without 'logits'; its block "
+                        f"'output' (and the margin) is its first tensor, {key!r}. Pass "
+                        "forward=lambda m, x: m(x)[<key>] to choose another",
+                        stacklevel=3,
+                    )
+                return tensor
+        return None
+    return first_tensor(result)
 
 
 def _is_packed(output: object) -> bool:
@@ -180,7 +213,7 @@ def collect_clouds(
             recorder.next_batch()
             batch = move_to_device(batch, device)
             result = forward(model, batch) if forward is not None else model(batch)
-            tensor = first_tensor(result)
+            tensor = model_scores(result, type(model).__name__)
             if tensor is None:
                 raise ValueError(
                     f"the model returned {type(result).__name__} with no tensor: pass "

@@ -84,3 +84,16 @@ def test_many_small_classes_give_one_short_probe_warning():
     message = str(caught[0].message)
     assert "(1000 classes)" in message and len(message) < 400
     assert np.array_equal(probe.classes, np.arange(1000))
+
+
+def test_many_small_classes_give_one_warning_per_cause_not_one_per_class():
+    x = torch.randn(1000, 8)
+    y = torch.arange(200).repeat_interleave(5)  # 200 classes x 5 images: PHdim impossible
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = measure(MLP(classes=200), (x, y))
+    messages = [str(w.message) for w in caught if "topo_monitor" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "PHdim: too few points (5 < 20), in 200 class(es) of 3 block(s)" in messages[0]
+    assert all(math.isnan(v) for v in record.values["PHdim"])
+    assert len(record.problems) == 600  # every case is still on record

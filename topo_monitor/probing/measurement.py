@@ -8,6 +8,7 @@ benchmarks, and a user's loop over saved checkpoints. No Lightning here.
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -182,13 +183,27 @@ def measure(
         "margin": mean_margin(clouds[OUTPUT], probe.labels) if probe.classified else math.nan,
         "param_norm": param_norm(model),
     }
-    reasons: dict[str, list[str]] = {}
-    for block, reason in record.problems:
-        reasons.setdefault(block, []).append(reason)
-    for block, given in reasons.items():  # one warning per block, however many classes
-        more = f" (and {len(given) - 1} more: see record.problems)" if len(given) > 1 else ""
-        warnings.warn(
-            f"topo_monitor: {where}block {block!r}: {given[0]}{more}; recorded as NaN",
-            stacklevel=2,
-        )
+    _warn_problems(record.problems, where)
     return record
+
+
+def _warn_problems(problems: Sequence[Sequence[str]], where: str) -> None:
+    """One warning per cause, however many classes and blocks it hit (a probe of 1000 small
+    classes must not print thousands of lines)."""
+    hits: dict[str, tuple[set[str], set[str]]] = {}
+    for block, reason in problems:
+        match = re.match(r"class (-?\d+): (.*)", reason)
+        cause, cls = (match.group(2), match.group(1)) if match else (reason, None)
+        blocks, classes = hits.setdefault(cause, (set(), set()))
+        blocks.add(block)
+        if cls is not None:
+            classes.add(cls)
+    for cause, (blocks, classes) in hits.items():
+        named = sorted(blocks)
+        listed = ", ".join(repr(b) for b in named[:3]) + (", ..." if len(named) > 3 else "")
+        scope = f"{len(classes)} class(es) of " if classes else ""
+        warnings.warn(
+            f"topo_monitor: {where}{cause}, in {scope}{len(named)} block(s) ({listed}); "
+            "recorded as NaN (record.problems lists every case)",
+            stacklevel=3,
+        )

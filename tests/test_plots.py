@@ -114,3 +114,21 @@ def test_depth_profile_of_extreme_values_stays_inside_the_image(scale: float) ->
     for record in history:
         record.values["PHdim"] = (scale * (1 + np.array(record.values["PHdim"]))).tolist()
     assert_text_inside(depth_profile(history, "PHdim"))
+
+
+def test_a_metric_that_could_not_be_computed_is_said_on_its_figure(tmp_path) -> None:
+    import torch
+
+    from topo_monitor import measure
+
+    x, y = torch.randn(1000, 8), torch.arange(200).repeat_interleave(5)  # 5 images per class
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 200))
+    with pytest.warns(UserWarning, match="too few points"):
+        record = measure(model, (x, y), epoch=3)
+    texts = [t.get_text() for t in depth_profile([record], "PHdim").axes[0].texts]
+    assert texts == [
+        "PHdim could not be computed for any block at epoch 3: PHdim: too few points (5 < 20)"
+    ]
+    assert len(depth_profile([record], "E0_1_scaled").axes[0].texts) == 0
+    fig = depth_profile([record], "PHdim")
+    FigureCanvasAgg(fig).print_png(str(tmp_path / "phdim.png"))  # draws without error

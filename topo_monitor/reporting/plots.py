@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,11 +107,46 @@ def depth_profile(records: Sequence[TopologyRecord], metric: str) -> Figure:
             title="darker = later" if len(shown) > 2 else None,
             title_fontsize=SMALL_FONTSIZE,
         )
+    missing = _missing_note(shown[-1], metric) if shown else None
+    if missing:
+        ax.text(
+            0.5,
+            0.5,
+            missing,
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=SMALL_FONTSIZE,
+            bbox={"facecolor": "white", "edgecolor": "0.6"},
+        )
     ax.set_xlabel("block (relative depth)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(f"{metric} through the network", fontsize=10)
     ax.grid(alpha=0.3)
     return fig
+
+
+def _missing_note(record: TopologyRecord, metric: str) -> str | None:
+    """What to write on a figure whose newest curve has blocks without a value, and why."""
+    values = np.asarray(record.values[metric], dtype=float)
+    if np.isfinite(values).all():
+        return None
+    prefix = metric.split("_")[0] + ":"  # "PHdim: too few points", not other metrics' causes
+    causes = sorted(
+        {
+            re.sub(r"^class -?\d+: ", "", reason)
+            for _, reason in record.problems
+            if prefix in reason or "PHdim" not in reason
+        }
+    )
+    where = (
+        "any block"
+        if not np.isfinite(values).any()
+        else f"{int((~np.isfinite(values)).sum())} block(s)"
+    )
+    because = "; ".join(causes[:2]) if causes else "see record.problems"
+    return f"{metric} could not be computed for {where} at epoch {record.epoch}: {because}"
 
 
 def sw_heatmap(record: TopologyRecord) -> Figure:

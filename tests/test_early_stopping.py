@@ -165,6 +165,26 @@ def test_minimum_rule_stops_when_scale_free_complexity_turns_up(tmp_path):
         assert stopper.stopped_epoch == 5 and stopper.rule.best_epoch == 2
 
 
+def test_a_block_the_monitor_will_not_record_is_an_error_at_fit_start(tmp_path):
+    def fit_with(stopper, blocks="auto"):
+        monitor = TopologyMonitor(blocks=blocks, metrics=("e0",), figures_every_n_epochs=None)
+        trainer = quiet_trainer(
+            callbacks=[monitor, stopper], logger=False, default_root_dir=tmp_path
+        )
+        trainer.fit(MLP(), loader(blobs()))
+        return trainer
+
+    with pytest.raises(
+        ValueError, match=r"needs the block 'net.9'.*\['net.2', 'net.5', 'output'\]"
+    ):
+        fit_with(TopologicalEarlyStopping("topology/E0_1_scaled/net.9"))
+    # A monitor of the output alone has no last hidden block: said before any epoch.
+    with pytest.raises(ValueError, match=r"needs the block 'last_hidden'.*\['output'\]"):
+        fit_with(TopologicalEarlyStopping(), blocks=lambda module: [])
+    trainer = fit_with(TopologicalEarlyStopping("topology/E0_1_scaled/net.5"))
+    assert trainer.current_epoch == 2
+
+
 def test_default_rule_stops_on_a_converging_series_not_on_a_changing_one(tmp_path):
     # The scale-free complexity of the last hidden block falls, then settles within 2 %.
     converging = [40.0, 30.0, 24.0, 21.0, 20.6, 20.4, 20.5, 20.3, 20.2, 20.2, 20.1, 20.0]

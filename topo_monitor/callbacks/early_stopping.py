@@ -167,7 +167,7 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         monitors = TopologyMonitor.among(
             trainer, "TopologicalEarlyStopping", "it stops on the metrics that monitor computes"
         )
-        metric = self.monitor.split("/")[1]
+        _, metric, block = self.monitor.split("/", 2)
         self._topology = next((m for m in monitors if metric in m.metric_names), None)
         if self._topology is None:
             available = sorted({name for m in monitors for name in m.metric_names})
@@ -175,6 +175,9 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
                 f"TopologicalEarlyStopping monitors {self.monitor!r}, but no TopologyMonitor "
                 f"computes {metric!r}; available metrics: {available}"
             )
+        self._topology.require_block(
+            pl_module, block, f"TopologicalEarlyStopping(monitor={self.monitor!r})"
+        )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch

@@ -8,6 +8,7 @@ checkpoint state.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.callbacks._probe import given_probe, training_probe
-from topo_monitor.probing.blocks import resolve_blocks
+from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
 from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
 from topo_monitor.probing.probe import ProbeSet, default_unpack
@@ -50,15 +51,20 @@ class TopologyMonitor(*CALLBACK_BASES):
     TensorBoard custom-scalars layout (one chart per metric, every block in it), figures (metric vs
     relative depth, one curve per epoch; the SW heatmap), a JSON-lines history
     ``topology_history.jsonl`` in the run's log directory, and
-    ``trainer.callback_metrics["topology/<metric>/last"]`` (model output) and ``.../last_hidden``
-    (the block before it) for ``EarlyStopping`` and ``ModelCheckpoint``.
+    ``trainer.callback_metrics["topology/<metric>/<block>"]`` for every block, with the aliases
+    ``.../last`` (model output) and ``.../last_hidden`` (the block before it), for
+    ``EarlyStopping``, ``ModelCheckpoint`` and :class:`TopologicalEarlyStopping`.
 
     Parameters
     ----------
     blocks : "auto", list of str, or callable
-        ``"auto"``: structural blocks (ResNet/transformer blocks and stages) if the model has any,
-        else every activation module (MLP and plain CNN hidden layers); the model output is always
-        added last. A list of names from ``model.named_modules()``, or a callable taking the
+        ``"auto"`` (:func:`~topo_monitor.probing.candidate_blocks`): the repeated units of the
+        network (modules with layers of their own, of a class held two or more times in
+        ``Sequential``/``ModuleList``/``ModuleDict`` containers, or named ``*Block``,
+        ``*Bottleneck``, ``*EncoderLayer``, ``*DecoderLayer``, ``*Stage``; the outermost level
+        only), else every activation module, else the Linear/Conv layers but the last (an
+        ``F.relu`` MLP); recurrent layers are always blocks; the model output is always added
+        last. A list of names from ``model.named_modules()``, or a callable taking the
         LightningModule and returning names or modules, chooses them yourself. Blocks are ordered
         by execution; a module called k times per forward gives blocks ``name``, ..., ``name#k``.
     samples_per_class : int, default 300
@@ -330,6 +336,27 @@ class TopologyMonitor(*CALLBACK_BASES):
                 figures=cadence is not None and len(self.history) % cadence == 0,
             )
 
+    def require_block(self, pl_module: nn.Module, block: int | str, needed_by: str) -> None:
+        """Fail at fit start when ``block`` (an index, a name, ``"last"`` or ``"last_hidden"``) is
+        certainly not among the blocks this monitor records on ``pl_module``."""
+        hooked = resolve_blocks(pl_module, self.blocks)
+        blocks = [*hooked, OUTPUT]
+        if block == "last_hidden":
+            absent = not hooked
+        elif isinstance(block, str):
+            # A module called k times per forward also gives the blocks "name#2" .. "name#k".
+            absent = block != "last" and re.sub(r"#\d+$", "", block) not in blocks
+        else:
+            # Modules called several times (or never) change the number of blocks: only a
+            # monitor that hooks no module certainly records the output alone.
+            absent = not hooked and block not in (0, -1)
+        if absent:
+            raise ValueError(
+                f"{needed_by} needs the block {block!r}, but the TopologyMonitor records the "
+                f"blocks {blocks}: choose one of them, or the monitor's blocks with "
+                "TopologyMonitor(blocks=[...])"
+            )
+
     @staticmethod
     def among(trainer: pl.Trainer, needed_by: str, why: str) -> list[TopologyMonitor]:
         """The TopologyMonitors among the trainer's callbacks, for the callbacks that read them;
@@ -345,6 +372,8 @@ class TopologyMonitor(*CALLBACK_BASES):
     def _short_metrics(record: TopologyRecord) -> dict[str, float]:
         out = {}
         for metric, values in record.values.items():
+            for block, value in zip(record.blocks, values, strict=True):
+                out[f"topology/{metric}/{block}"] = float(value)
             out[f"topology/{metric}/last"] = float(values[-1])
             if len(values) >= 2:
                 out[f"topology/{metric}/last_hidden"] = float(values[-2])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from typing import Any
 
 import torch
@@ -17,7 +16,6 @@ from topo_monitor.analysis.generalization import (
     features_from_record,
 )
 from topo_monitor.callbacks.monitor import TopologyMonitor
-from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
 from topo_monitor.reporting.loggers import log_metrics
 
 __all__ = ["PredictedTestAccuracy"]
@@ -93,7 +91,9 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
             trainer, "PredictedTestAccuracy", "it predicts from that monitor's records"
         )[0]
         self._warned = set()
-        self._check_block(resolve_blocks(pl_module, self._topology.blocks))
+        self._topology.require_block(
+            pl_module, self.block, f"PredictedTestAccuracy(block={self.block!r})"
+        )
         calibration = self.calibration
         if not isinstance(calibration, CalibrationSet):
             calibration = CalibrationSet.load(calibration)
@@ -115,23 +115,6 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
             else ""
         )
         rank_zero_info(f"PredictedTestAccuracy uses {self.predictor!r}{note}")
-
-    def _check_block(self, hooked: list[str]) -> None:
-        """Fail at fit start if ``self.block`` is certainly not among the monitor's blocks."""
-        blocks = [*hooked, OUTPUT]
-        if isinstance(self.block, str):
-            # A module called k times per forward also gives the blocks "name#2" .. "name#k".
-            absent = re.sub(r"#\d+$", "", self.block) not in blocks
-        else:
-            # Modules called several times (or never) change the number of blocks: only a
-            # monitor that hooks no module certainly records the output alone.
-            absent = not hooked and self.block not in (0, -1)
-        if absent:
-            raise ValueError(
-                f"PredictedTestAccuracy(block={self.block!r}): the TopologyMonitor records the "
-                f"blocks {blocks}; choose one of them, or the monitor's blocks with "
-                "TopologyMonitor(blocks=[...])"
-            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch

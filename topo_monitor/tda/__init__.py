@@ -1,10 +1,12 @@
-"""Pure mathematics of point clouds and diagrams: the MST engine, persistence, PHdim, distances.
+"""Pure mathematics of point clouds and diagrams: the MST engine, persistence, PHdim, distances,
+and the functional graph of neurons (``functional``).
 
 No Lightning and no model here: tensors and arrays in, numbers and diagrams out.
 """
 
 from topo_monitor.tda.dimension import PHDimResult, ph_dimension, ph_dimensions
 from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.functional import FunctionalTopology, functional_topology
 from topo_monitor.tda.persistence import (
     barcode,
     cloud_scale,
@@ -15,10 +17,12 @@ from topo_monitor.tda.persistence import (
 )
 
 __all__ = [
+    "FunctionalTopology",
     "PHDimResult",
     "barcode",
     "cloud_scale",
     "distance_matrix",
+    "functional_topology",
     "h0_death_times",
     "h0_death_times_many",
     "mean_lifespan",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,9 +23,13 @@ from topo_monitor._validation import as_cloud, as_diagram, as_positive
 from topo_monitor.tda.mst import by_shape, chunks, prim_mst, stacked_squared_distances, work_dtype
 from topo_monitor.tda.sampling import as_generator, random_orders
 
+if TYPE_CHECKING:
+    import gudhi
+
 __all__ = [
     "barcode",
     "cloud_scale",
+    "flag_bars",
     "h0_death_times",
     "h0_death_times_many",
     "mean_lifespan",
@@ -141,18 +146,37 @@ def _gudhi_bars(X: torch.Tensor, max_dim: int) -> list[np.ndarray]:
     points = X.detach().double().cpu().numpy()
     if points.shape[0] < 3:
         return [np.empty((0, 2)) for _ in range(max_dim)]
-    tree = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
-    # Edge collapses until the graph stops shrinking: far fewer simplices, the same persistence.
-    # (gudhi's argument is a number of passes; -1 would mean none.)
-    edges = tree.num_simplices()
+    return flag_bars(gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1), max_dim)
+
+
+def flag_bars(graph: gudhi.SimplexTree, max_dim: int) -> list[np.ndarray]:
+    """Finite bars of H_1..H_max_dim of the flag (clique) complex of a filtered graph.
+
+    Parameters
+    ----------
+    graph : gudhi.SimplexTree
+        Vertices and edges with their filtration values, e.g. from ``gudhi.RipsComplex(...)
+        .create_simplex_tree(max_dimension=1)``; consumed (collapsed and expanded in place).
+    max_dim : int
+        Highest homology dimension: the complex is expanded to simplices of dimension
+        ``max_dim + 1``, whose entries kill the H_max_dim classes.
+
+    Returns
+    -------
+    list of numpy.ndarray, each of shape (k_i, 2)
+        ``bars[i - 1]``: the (birth, death) pairs of H_i with finite death and positive length.
+    """
+    # Edge collapses until the graph stops shrinking: far fewer simplices, the same persistence
+    # in every dimension (Boissonnat & Pritam 2020). gudhi's argument is a number of passes.
+    edges = graph.num_simplices()
     while True:
-        tree.collapse_edges()
-        if tree.num_simplices() == edges:
+        graph.collapse_edges()
+        if graph.num_simplices() == edges:
             break
-        edges = tree.num_simplices()
-    tree.expansion(max_dim + 1)
-    tree.compute_persistence(homology_coeff_field=2, persistence_dim_max=True)
-    return [_finite(tree.persistence_intervals_in_dimension(dim)) for dim in range(1, max_dim + 1)]
+        edges = graph.num_simplices()
+    graph.expansion(max_dim + 1)
+    graph.compute_persistence(homology_coeff_field=2, persistence_dim_max=True)
+    return [_finite(graph.persistence_intervals_in_dimension(dim)) for dim in range(1, max_dim + 1)]
 
 
 def total_persistence(

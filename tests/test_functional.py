@@ -3,13 +3,27 @@ correlation structures whose persistent homology is known in closed form."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import gudhi
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from helpers import MLP, blobs, loader, quiet_trainer
+from topo_monitor import SummaryConfig, TopologyMonitor, TopologyRecord, read_history
+from topo_monitor.probing.summary import (
+    DEFAULT_METRICS,
+    METRICS,
+    metric_names,
+    network_names,
+    summarize,
+)
 from topo_monitor.tda.functional import (
     DENSITY_GRID,
     THRESHOLD_GRID,
@@ -242,3 +256,137 @@ def test_the_neuron_draw_is_stratified_reproducible_and_private() -> None:
 def test_bad_input_is_a_clear_error(blocks: list, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         functional_topology(blocks, **options)
+
+
+# ---------------------------------------------------------------- in the engine and the monitor
+
+
+def tuned_clouds() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The 9 tuned neurons of the circle test split over two blocks (5 + 4 columns), with labels
+    that split the inputs into 3 classes: only all inputs together give ρ = cos(φ_j - φ_k)."""
+    theta = 2 * np.pi * np.arange(360) / 360
+    A = torch.tensor(np.cos(theta[:, None] - 2 * np.pi * np.arange(9)[None] / 9))
+    labels = torch.arange(360) // 120
+    return {"hidden": A[:, :5], "output": A[:, 5:]}, labels
+
+
+def test_summarize_puts_the_network_graph_of_every_block_in_record_network() -> None:
+    clouds, labels = tuned_clouds()
+    config = SummaryConfig(metrics=("e0", "functional"), functional_max_neurons=9)
+    record = summarize(clouds, labels, config)
+    d = [1 - math.cos(k * math.pi / 9) for k in range(5)]
+    assert list(record.network) == network_names(config)
+    assert record.network["functional_bars_H1"] == 1
+    assert record.network["functional_life_H1"] == pytest.approx(d[3] - d[1])
+    assert record.network["functional_bars_H2"] == 2
+    assert record.network["functional_midlife_H2"] == pytest.approx((d[3] + d[4]) / 2)
+    assert record.network["functional_neurons"] == 9
+    assert record.network["functional_constant_neurons"] == 0
+    assert record.curves["functional_edge_density"] == DENSITY_GRID.tolist()
+    assert record.curves["functional_threshold"] == THRESHOLD_GRID.tolist()
+    direct = functional_topology(list(clouds.values()))
+    for k in (1, 2):
+        assert record.curves[f"functional_betti_H{k}"] == direct.betti_density[k - 1].tolist()
+        assert record.curves[f"functional_betti_H{k}_threshold"] == (
+            direct.betti_threshold[k - 1].tolist()
+        )
+    assert "functional" in record.timings
+    assert list(record.values) == metric_names(config)  # per block: E0 only, as asked
+
+    # Off by default; a block with NaN activations is left out of the graph, with its reason.
+    assert SummaryConfig().metrics == DEFAULT_METRICS and "functional" in METRICS
+    plain = summarize(clouds, labels, SummaryConfig())
+    assert plain.network == {} and plain.curves == {}
+    broken = {"broken": torch.full((360, 3), math.nan), **clouds}
+    record = summarize(broken, labels, SummaryConfig(metrics=("functional",)))
+    assert record.network["functional_neurons"] == 9
+    assert record.values == {} and record.problems[0][0] == "broken"
+
+
+def test_the_network_values_survive_the_history_and_old_files_still_read() -> None:
+    clouds, labels = tuned_clouds()
+    record = summarize(clouds, labels, SummaryConfig(metrics=("functional",)))
+    record.network["functional_life_H1"] = math.nan  # NaN is written as null, read back NaN
+    back = TopologyRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert back.curves == record.curves
+    assert math.isnan(back.network.pop("functional_life_H1"))
+    record.network.pop("functional_life_H1")
+    assert back.network == record.network
+    old = {"blocks": ["output"], "depths": [1.0], "values": {"E0_1": [1.0]}, "epoch": 3}
+    legacy = TopologyRecord.from_dict(old)
+    assert legacy.network == {} and legacy.curves == {} and legacy.epoch == 3
+
+
+def test_a_graph_of_too_few_neurons_is_a_problem_of_the_network() -> None:
+    clouds = {"output": torch.column_stack([torch.arange(10.0), torch.ones(10)])}
+    record = summarize(clouds, torch.zeros(10), SummaryConfig(metrics=("functional",)))
+    assert record.problems == [
+        [
+            "network",
+            "functional graph: the functional graph needs two neurons that are not "
+            "constant, got 1 (1 constant)",
+        ]
+    ]
+    assert math.isnan(record.network["functional_life_H1"])
+
+
+@pytest.mark.parametrize("cap", [3, 2.5, True])
+def test_a_bad_neuron_cap_fails_at_construction(cap: object) -> None:
+    with pytest.raises(ValueError, match="functional_max_neurons must be an int >= 4"):
+        SummaryConfig(metrics=("functional",), functional_max_neurons=cap)
+    with pytest.raises(ValueError, match="functional_max_neurons"):
+        TopologyMonitor(metrics=("functional",), functional_max_neurons=cap)
+
+
+def test_the_monitor_logs_the_functional_summaries_per_network(tmp_path) -> None:
+    pl.seed_everything(0)
+    monitor = TopologyMonitor(
+        samples_per_class=30, metrics=("e0", "functional"), functional_max_neurons=12
+    )
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = quiet_trainer(max_epochs=2, callbacks=[monitor], logger=logger)
+    model = MLP()
+    trainer.fit(model, loader(blobs()))
+
+    newest = monitor.history[-1]
+    assert monitor.network_metric_names == list(newest.network)
+    assert newest.network["functional_neurons"] == 12
+    # Independent truth: the graph of the same 12 neurons (columns of the recorded blocks).
+    captured = {}
+    hooks = [
+        model.net[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
+        for i in (2, 5)
+    ]
+    model.eval()
+    with torch.no_grad():
+        captured["output"] = model(monitor.probe.inputs)
+    for h in hooks:
+        h.remove()
+    again = functional_topology(
+        [captured[2], captured[5], captured["output"]],
+        max_neurons=12,
+        generator=torch.Generator().manual_seed(monitor.seed),
+    )
+    drawn = torch.cat([captured[k] for k in (2, 5, "output")], dim=1)[:, _columns(again)]
+    theirs = gudhi_diagrams(correlation_distances(drawn))
+    assert newest.network["functional_bars_H1"] == len(theirs[0])
+    assert newest.network["functional_life_H1"] == pytest.approx(
+        np.mean(theirs[0][:, 1] - theirs[0][:, 0]) if len(theirs[0]) else math.nan, nan_ok=True
+    )
+
+    for name, value in newest.network.items():
+        metric = trainer.callback_metrics[f"topology/{name}"]
+        assert metric.item() == pytest.approx(value, nan_ok=True)
+    events = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("topology/functional_bars_H1")] == [0, 1]
+    assert "topology_figures/functional_betti_curves" in events.Tags()["images"]
+    history = read_history(os.path.join(logger.log_dir, "topology_history.jsonl"))
+    assert history[-1].curves == newest.curves
+    assert history[-1].network.keys() == newest.network.keys()
+
+
+def _columns(graph) -> list[int]:
+    """Columns of the concatenated blocks (16, 16, 3 neurons) of the graph's nodes."""
+    offsets = np.cumsum([0, 16, 16])
+    return [int(offsets[b] + c) for b, c in graph.neurons]

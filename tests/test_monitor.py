@@ -92,7 +92,15 @@ def _weights_after_fit(with_monitor: bool, tmp_path) -> dict[str, torch.Tensor]:
     pl.seed_everything(123)
     model = MLP()
     callbacks = (
-        [TopologyMonitor(samples_per_class=20, homology_dims=(0, 1))] if with_monitor else []
+        [
+            TopologyMonitor(
+                samples_per_class=20,
+                homology_dims=(0, 1),
+                metrics=("e0", "phdim", "sw", "functional"),
+            )
+        ]
+        if with_monitor
+        else []
     )
     trainer = quiet_trainer(
         max_epochs=3, callbacks=callbacks, logger=False, default_root_dir=tmp_path

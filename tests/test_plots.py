@@ -132,3 +132,39 @@ def test_a_metric_that_could_not_be_computed_is_said_on_its_figure(tmp_path) -> 
     assert len(depth_profile([record], "E0_1_scaled").axes[0].texts) == 0
     fig = depth_profile([record], "PHdim")
     FigureCanvasAgg(fig).print_png(str(tmp_path / "phdim.png"))  # draws without error
+
+
+def test_betti_curves_draw_beta1_and_beta2_of_every_epoch_against_density() -> None:
+    import torch
+
+    from topo_monitor import SummaryConfig
+    from topo_monitor.probing.summary import summarize
+    from topo_monitor.reporting.plots import topology_figures
+
+    rng = np.random.default_rng(0)
+    config = SummaryConfig(metrics=("e0", "functional"), functional_max_neurons=20)
+    history = []
+    for epoch in range(4):
+        cloud = torch.tensor(np.maximum(rng.standard_normal((120, 25)) @ rng.random((25, 25)), 0))
+        history.append(
+            summarize({"block": cloud, "output": cloud[:, :5]}, torch.zeros(120), config)
+        )
+        history[-1].epoch = epoch
+    figures = topology_figures(history)
+    assert "topology_figures/functional_betti_curves" in figures
+    assert "topology_figures/functional_betti_curves" not in topology_figures(records(SHORT, 2))
+    fig = figures["topology_figures/functional_betti_curves"]
+    for k, ax in enumerate(fig.axes, start=1):
+        lines = ax.get_lines()
+        assert len(lines) == len(history)
+        for line, record in zip(lines, history, strict=True):
+            np.testing.assert_array_equal(
+                line.get_xdata(), record.curves["functional_edge_density"]
+            )
+            np.testing.assert_array_equal(line.get_ydata(), record.curves[f"functional_betti_H{k}"])
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["epoch 0", "epoch 3"]
+        # later epochs darker: the colours' luminance falls
+        luminance = [np.dot(line.get_color()[:3], [0.299, 0.587, 0.114]) for line in lines]
+        assert luminance == sorted(luminance, reverse=True)
+    assert "20 neurons" in fig.axes[0].get_title()
+    assert_text_inside(fig)

@@ -24,7 +24,13 @@ from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.probing.summary import METRICS, SummaryConfig, metric_names
+from topo_monitor.probing.summary import (
+    DEFAULT_METRICS,
+    FUNCTIONAL_MAX_NEURONS,
+    SummaryConfig,
+    metric_names,
+    network_names,
+)
 from topo_monitor.reporting.writer import TopologyWriter
 
 __all__ = ["TopologyMonitor"]
@@ -45,14 +51,23 @@ class TopologyMonitor(*CALLBACK_BASES):
     * ``E1_1``, ``E1_1_scaled``, ``E1_mean_lifespan`` — the same for H1 (opt-in, capped);
     * the L×L sliced-Wasserstein distances between the blocks' scale-free H0 diagrams, and
       ``H0_velocity`` — the SW distance each block's scale-free H0 diagrams moved since the
-      previous monitored epoch (NaN, hence not logged, at the first one).
+      previous monitored epoch (NaN, hence not logged, at the first one);
+    * with ``metrics=(..., "functional")`` (opt-in, costly), per network rather than per block: the
+      topology of the functional graph of the network's neurons (the channels of every block,
+      up to ``functional_max_neurons`` drawn across blocks; edges weighted by 1 − |ρ| of their
+      activations over all probe inputs; Corneanu et al. 2019, 2020): per dimension k = 1, 2,
+      ``functional_bars_H<k>``, ``functional_life_H<k>``, ``functional_midlife_H<k>`` and
+      ``functional_peak_density_H<k>`` (the edge density where β_k peaks), with
+      ``functional_neurons`` and ``functional_constant_neurons``; logged as
+      ``topology/<name>`` and drawn as Betti curves against edge density.
 
     Logged as scalars ``topology/<metric>/<block>`` with ``step = epoch`` to every logger, a
     TensorBoard custom-scalars layout (one chart per metric, every block in it), figures (metric vs
     relative depth, one curve per epoch; the SW heatmap), a JSON-lines history
     ``topology_history.jsonl`` in the run's log directory, and
     ``trainer.callback_metrics["topology/<metric>/<block>"]`` for every block, with the aliases
-    ``.../last`` (model output) and ``.../last_hidden`` (the block before it), for
+    ``.../last`` (model output) and ``.../last_hidden`` (the block before it), and
+    ``trainer.callback_metrics["topology/<name>"]`` for the per-network values, for
     ``EarlyStopping``, ``ModelCheckpoint`` and :class:`TopologicalEarlyStopping`.
 
     Parameters
@@ -77,9 +92,12 @@ class TopologyMonitor(*CALLBACK_BASES):
     every_n_epochs : int, default 1
         Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
     metrics, homology_dims, h1_max_points, per_class, alpha, normalize, phdim_draws, sw_directions
-        What to compute, as :class:`~topo_monitor.SummaryConfig` (defaults: every metric group,
-        H0 only, H1 capped at 150 points per class, per class, α = 1, no normalisation, 3 PHdim
-        draws per size, 50 SW directions).
+        What to compute, as :class:`~topo_monitor.SummaryConfig` (defaults: every metric group
+        but ``"functional"``, H0 only, H1 capped at 150 points per class, per class, α = 1, no
+        normalisation, 3 PHdim draws per size, 50 SW directions).
+    functional_max_neurons : int, default 60
+        With ``"functional"`` in ``metrics``: the functional graph's nodes, drawn across blocks
+        when the network has more (its H2 costs ~m⁴).
     seed : int, default 0
         Seeds the private generators of the probe draw and of the PHdim/H1 subsamples.
     batch_size : int, default 256
@@ -112,7 +130,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         probe: Dataset | tuple[torch.Tensor, torch.Tensor] | ProbeSet | None = None,
         reduction: str = "gap",
         every_n_epochs: int = 1,
-        metrics: Sequence[str] = METRICS,
+        metrics: Sequence[str] = DEFAULT_METRICS,
         homology_dims: Sequence[int] = (0,),
         h1_max_points: int = 150,
         per_class: bool = True,
@@ -121,6 +139,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         normalize: str | None = None,
         phdim_draws: int = 3,
         sw_directions: int = 50,
+        functional_max_neurons: int = FUNCTIONAL_MAX_NEURONS,
         batch_size: int = 256,
         channel_dim: int | None = None,
         unpack: Callable[[Any], tuple[Any, Any]] | None = None,
@@ -163,6 +182,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             h1_max_points=h1_max_points,
             phdim_draws=phdim_draws,
             sw_directions=sw_directions,
+            functional_max_neurons=functional_max_neurons,
         )
         self.blocks = blocks
         self.samples_per_class = samples_per_class
@@ -201,6 +221,11 @@ class TopologyMonitor(*CALLBACK_BASES):
     def metric_names(self) -> list[str]:
         """The metrics logged per block, as in ``topology/<metric>/<block>``."""
         return metric_names(self.config)
+
+    @property
+    def network_metric_names(self) -> list[str]:
+        """The values logged per network, as in ``topology/<name>`` (the functional graph's)."""
+        return network_names(self.config)
 
     @property
     def block_names(self) -> list[str] | None:
@@ -377,4 +402,6 @@ class TopologyMonitor(*CALLBACK_BASES):
             out[f"topology/{metric}/last"] = float(values[-1])
             if len(values) >= 2:
                 out[f"topology/{metric}/last_hidden"] = float(values[-2])
+        for name, value in record.network.items():
+            out[f"topology/{name}"] = float(value)
         return out

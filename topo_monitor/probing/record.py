@@ -42,6 +42,15 @@ class TopologyRecord:
     extras : dict[str, float]
         Test-free baselines measured on the same probe set (``margin``, ``param_norm``), for
         :mod:`topo_monitor.analysis.generalization`.
+    network : dict[str, float]
+        Values of the whole network, not of a block: the functional graph's summaries
+        (``functional_life_H1``, ...; see :func:`~topo_monitor.probing.summary.network_names`).
+        Empty unless a network-wide metric group is on; absent from older history files.
+    curves : dict[str, list of float]
+        Curves of the whole network, each of the length of the grid it is sampled on: the
+        functional graph's grids ``functional_edge_density`` and ``functional_threshold``, and
+        its Betti curves ``functional_betti_H<k>`` (on the density grid) and
+        ``functional_betti_H<k>_threshold``.
     diagrams : dict[str, list of np.ndarray of shape (n_k, 2)] or None
         Per block, the scale-free H0 diagram of each class, for the next measurement's
         ``H0_velocity``. In memory only: not serialized, None in a record read back.
@@ -58,6 +67,8 @@ class TopologyRecord:
     problems: list[list[str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
+    network: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
     diagrams: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:

@@ -21,6 +21,13 @@ from topo_monitor._validation import as_positive, check, is_positive_int
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.dimension import ph_dimensions
 from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.functional import (
+    DENSITY_GRID,
+    FUNCTIONAL_SUMMARIES,
+    THRESHOLD_GRID,
+    FunctionalTopology,
+    functional_topology,
+)
 from topo_monitor.tda.persistence import (
     barcode,
     cloud_scale,
@@ -30,18 +37,29 @@ from topo_monitor.tda.persistence import (
 )
 
 __all__ = [
+    "DEFAULT_METRICS",
+    "FUNCTIONAL_MAX_NEURONS",
     "METRICS",
     "VELOCITY",
     "SummaryConfig",
     "lifespan_names",
     "metric_names",
     "minmax_scale",
+    "network_names",
     "summarize",
 ]
 
-METRICS = ("e0", "phdim", "sw")
-"""Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, and the
-sliced-Wasserstein distances (between blocks, and of each block to the previous measurement)."""
+METRICS = ("e0", "phdim", "sw", "functional")
+"""Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, the
+sliced-Wasserstein distances (between blocks, and of each block to the previous measurement),
+and the topology of the network's functional graph (per network, opt-in: it is costly)."""
+
+DEFAULT_METRICS = ("e0", "phdim", "sw")
+"""The metric groups computed unless told otherwise: all but ``"functional"``."""
+
+FUNCTIONAL_MAX_NEURONS = 60
+"""Default cap on the functional graph's nodes. H2 costs ~m⁴ (measured on the digits example:
+see benchmarks/bench_monitor.py)."""
 
 VELOCITY = "H0_velocity"
 """The SW distance of a block's scale-free H0 diagrams to the previous measurement's."""
@@ -53,10 +71,13 @@ class SummaryConfig:
 
     Parameters
     ----------
-    metrics : subset of {"e0", "phdim", "sw"}
+    metrics : non-empty subset of {"e0", "phdim", "sw", "functional"}
         ``"e0"``: lifespan sums E^i (for every i in ``homology_dims``); ``"phdim"``; ``"sw"``:
         the sliced-Wasserstein distances between the blocks' scale-free H0 diagrams, and the
-        topological velocity ``H0_velocity`` (see :func:`summarize`).
+        topological velocity ``H0_velocity`` (see :func:`summarize`); ``"functional"`` (not
+        in the default): the persistent homology up to H2 of the graph of the network's
+        neurons weighted by their correlations over the probe inputs (Corneanu et al.),
+        stored per network in ``record.network`` and ``record.curves``.
     homology_dims : (0,) or (0, 1)
         H1 is costly (a Rips complex), hence opt-in and capped by ``h1_max_points``.
     alpha : float
@@ -72,9 +93,12 @@ class SummaryConfig:
         Subsamples per size in the PHdim fit.
     sw_directions : int
         As ``gudhi.representations.SlicedWassersteinDistance(num_directions=...)``.
+    functional_max_neurons : int
+        Nodes of the functional graph, drawn stratified across blocks when there are more
+        (its H2 costs ~m⁴).
     """
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     homology_dims: tuple[int, ...] = (0,)
     alpha: float = 1.0
     per_class: bool = True
@@ -82,6 +106,7 @@ class SummaryConfig:
     h1_max_points: int = 150
     phdim_draws: int = 3
     sw_directions: int = 50
+    functional_max_neurons: int = FUNCTIONAL_MAX_NEURONS
 
     def __post_init__(self) -> None:
         metrics = tuple(self.metrics) if not isinstance(self.metrics, str) else (self.metrics,)
@@ -107,6 +132,10 @@ class SummaryConfig:
         check(
             is_positive_int(self.sw_directions) and self.sw_directions >= 2,
             f"sw_directions must be an int >= 2, got {self.sw_directions!r}",
+        )
+        check(
+            is_positive_int(self.functional_max_neurons) and self.functional_max_neurons >= 4,
+            f"functional_max_neurons must be an int >= 4, got {self.functional_max_neurons!r}",
         )
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "homology_dims", dims)
@@ -142,6 +171,20 @@ def metric_names(config: SummaryConfig) -> list[str]:
     return names
 
 
+def network_names(config: SummaryConfig) -> list[str]:
+    """Every network-wide value :func:`summarize` reports under ``config`` (``record.network``):
+    with ``"functional"``, ``functional_<summary>_H<k>`` for the summaries of
+    :data:`~topo_monitor.tda.functional.FUNCTIONAL_SUMMARIES` and k = 1, 2, then the graph's
+    ``functional_neurons`` and the ``functional_constant_neurons`` left out."""
+    if "functional" not in config.metrics:
+        return []
+    return [
+        *(f"functional_{s}_H{k}" for k in (1, 2) for s in FUNCTIONAL_SUMMARIES),
+        "functional_neurons",
+        "functional_constant_neurons",
+    ]
+
+
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -165,7 +208,8 @@ def summarize(
     labels : torch.Tensor, shape (n,)
     config : SummaryConfig
     generator : torch.Generator, optional
-        For PHdim and H1 subsamples; a fresh seed-0 generator by default.
+        For PHdim and H1 subsamples and the functional graph's neuron draw; a fresh seed-0
+        generator by default.
     previous : TopologyRecord, optional
         The same model's record on the same probe set at an earlier time (the previous epoch).
         With ``"sw"`` in ``config.metrics``, ``H0_velocity`` of each block is the class-averaged
@@ -179,7 +223,10 @@ def summarize(
         the scale-free H0 diagrams in ``diagrams`` (kept in memory, never serialized) for the
         next measurement's velocity.
         Values that cannot be computed (NaN/Inf activations, a collapsed cloud, too few points)
-        are NaN, and ``problems`` says why, per block.
+        are NaN, and ``problems`` says why, per block. With ``"functional"``, the functional
+        graph of the neurons of every block with finite activations (the columns of the
+        clouds, over all probe inputs together, whatever ``per_class``) gives
+        ``record.network`` and ``record.curves``.
     """
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     names = list(clouds)
@@ -191,6 +238,7 @@ def summarize(
 
     # The clouds to analyse: one per (block, class) of every block with finite activations.
     groups: list[tuple[int, int, torch.Tensor]] = []
+    finite: list[torch.Tensor] = []
     for b, name in enumerate(names):
         cloud = clouds[name]
         bad = ~torch.isfinite(cloud).all(dim=1)
@@ -199,6 +247,7 @@ def summarize(
                 [name, f"activations hold NaN or Inf for {int(bad.sum())} of {len(cloud)} inputs"]
             )
             continue
+        finite.append(cloud)
         if config.normalize == "minmax":
             cloud = minmax_scale(cloud)
         for k, c in enumerate(classes):
@@ -272,6 +321,15 @@ def summarize(
                 config.sw_directions,
             )
 
+    network: dict[str, float] = {}
+    curves: dict[str, list[float]] = {}
+    if "functional" in config.metrics and finite:
+        with _timed(timings, "functional"):
+            graph = functional_topology(finite, config.functional_max_neurons, generator)
+        network, curves = _functional_values(graph)
+        if graph.reason is not None:
+            problems.append(["network", f"functional graph: {graph.reason}"])
+
     # Mean over classes; NaN if any class is NaN: a partial mean would silently mix classes.
     values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
     if sw is not None:
@@ -285,8 +343,29 @@ def summarize(
         sw=sw,
         problems=problems,
         timings=timings,
+        network=network,
+        curves=curves,
         diagrams=diagrams,
     )
+
+
+def _functional_values(
+    graph: FunctionalTopology,
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The record's network values and curves of one functional graph (see ``TopologyRecord``)."""
+    network = {f"functional_{name}": value for name, value in graph.summaries.items()}
+    network["functional_neurons"] = float(len(graph.neurons))
+    network["functional_constant_neurons"] = float(graph.n_constant)
+    curves = {
+        "functional_edge_density": DENSITY_GRID.tolist(),
+        "functional_threshold": THRESHOLD_GRID.tolist(),
+    }
+    for k, (by_density, by_threshold) in enumerate(
+        zip(graph.betti_density, graph.betti_threshold, strict=True), start=1
+    ):
+        curves[f"functional_betti_H{k}"] = by_density.astype(float).tolist()
+        curves[f"functional_betti_H{k}_threshold"] = by_threshold.astype(float).tolist()
+    return network, curves
 
 
 def _class_prefix(c: int) -> str:

@@ -26,13 +26,15 @@ __all__ = [
 
 
 def record_scalars(record: TopologyRecord, prefix: str = "topology") -> dict[str, float]:
-    """``{"<prefix>/<metric>/<block>": value}`` for every finite value of the record."""
-    return {
+    """``{"<prefix>/<metric>/<block>": value}`` for every finite per-block value of the record,
+    and ``{"<prefix>/<name>": value}`` for every finite per-network value."""
+    per_block = {
         f"{prefix}/{metric}/{block}": value
         for metric, values in record.values.items()
         for block, value in zip(record.blocks, values, strict=True)
-        if math.isfinite(value)
     }
+    per_network = {f"{prefix}/{name}": value for name, value in record.network.items()}
+    return {key: v for key, v in {**per_block, **per_network}.items() if math.isfinite(v)}
 
 
 def log_metrics(loggers: Iterable[Any], metrics: Mapping[str, float], step: int) -> None:

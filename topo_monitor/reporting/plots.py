@@ -1,7 +1,9 @@
-"""Matplotlib figures of topology records: depth profiles and the layer-distance heatmap."""
+"""Matplotlib figures of topology records: depth profiles, the layer-distance heatmap and the
+functional graph's Betti curves."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -20,6 +22,7 @@ __all__ = [
     "adversarial_curves",
     "adversarial_depth_profile",
     "adversarial_figures",
+    "betti_curves",
     "depth_profile",
     "sw_heatmap",
     "topology_figures",
@@ -33,6 +36,9 @@ LABEL_CHARS = 18
 DEPTH_PAD = 0.03
 """Depth profiles span the blocks' relative depths plus this on each side, set before drawing
 so that the margins can be sized then."""
+
+BETTI_DENSITY = "functional_edge_density"
+"""The record curve holding the density grid of the functional graph's Betti curves."""
 
 FIGURE_METRICS = ("E0_1_scaled", "PHdim", "E1_1_scaled")
 """Metrics drawn as depth profiles. A depth profile compares blocks, whose activations have
@@ -53,7 +59,8 @@ METRIC_LABELS = {
 
 def topology_figures(history: Sequence[TopologyRecord]) -> dict[str, Figure]:
     """What :class:`~topo_monitor.TopologyMonitor` draws, by tag: a depth profile of every
-    scale-free metric over the whole history, and the newest record's SW heatmap."""
+    scale-free metric over the whole history, the newest record's SW heatmap, and with the
+    functional graph, its Betti curves over the whole history."""
     newest = history[-1]
     figures = {
         f"topology_figures/depth_{metric}": depth_profile(history, metric)
@@ -62,6 +69,8 @@ def topology_figures(history: Sequence[TopologyRecord]) -> dict[str, Figure]:
     }
     if newest.sw is not None:
         figures["topology_figures/sw_heatmap"] = sw_heatmap(newest)
+    if BETTI_DENSITY in newest.curves:
+        figures["topology_figures/functional_betti_curves"] = betti_curves(history)
     return figures
 
 
@@ -93,38 +102,100 @@ def depth_profile(records: Sequence[TopologyRecord], metric: str) -> Figure:
     fig, ax = _depth_axes(
         [f"{_short(b)}\n{d:.2f}" for b, d in zip(blocks, depths, strict=True)], depths
     )
-    cmap = colormaps["viridis_r"]
-    lines = []
-    for i, record in enumerate(shown):
-        colour = cmap(0.15 + 0.85 * i / max(len(shown) - 1, 1))
-        lines += ax.plot(record.depths, record.values[metric], "o-", ms=3, color=colour)
-    if shown:
-        ends = [0, len(shown) - 1] if len(shown) > 1 else [0]
-        ax.legend(
-            [lines[i] for i in ends],
-            [_when(shown[i], i) for i in ends],
-            fontsize=SMALL_FONTSIZE,
-            title="darker = later" if len(shown) > 2 else None,
-            title_fontsize=SMALL_FONTSIZE,
-        )
+    _by_epoch(ax, [(r.depths, r.values[metric]) for r in shown], shown, "o-", ms=3)
     missing = _missing_note(shown[-1], metric) if shown else None
     if missing:
-        ax.text(
-            0.5,
-            0.5,
-            missing,
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            wrap=True,
-            fontsize=SMALL_FONTSIZE,
-            bbox={"facecolor": "white", "edgecolor": "0.6"},
-        )
+        _note(ax, missing)
     ax.set_xlabel("block (relative depth)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(f"{metric} through the network", fontsize=10)
     ax.grid(alpha=0.3)
     return fig
+
+
+def betti_curves(records: Sequence[TopologyRecord]) -> Figure:
+    """β1 and β2 of the functional graph against edge density, one curve per epoch.
+
+    Later epochs are drawn darker, as in :func:`depth_profile` and Corneanu et al.'s figures:
+    learning to generalize should show as cavities appearing (β2) and β1's peak moving to lower
+    densities; memorizing as the peaks moving back to higher densities.
+    """
+    shown = [r for r in records if BETTI_DENSITY in r.curves]
+    # Up to the density where the last cavity of any epoch closes (graphs fill up well before
+    # every pair is joined), in tenths.
+    alive = [
+        density
+        for r in shown
+        for k in (1, 2)
+        for density, beta in zip(
+            r.curves[BETTI_DENSITY], r.curves[f"functional_betti_H{k}"], strict=True
+        )
+        if beta > 0
+    ]
+    right = min(1.0, math.ceil(10 * max(alive, default=0.9) + 0.5) / 10)
+    fig = Figure(figsize=(8.0, 3.4), dpi=DPI)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.22)
+    for k, ax in enumerate(fig.subplots(1, 2), start=1):
+        _by_epoch(
+            ax,
+            [(r.curves[BETTI_DENSITY], r.curves[f"functional_betti_H{k}"]) for r in shown],
+            shown,
+            "-",
+            lw=1.2,
+        )
+        ax.set_xlim(0, right)
+        ax.set_xlabel("edge density (fraction of neuron pairs joined)")
+        ax.set_ylabel(f"$\\beta_{k}$ ({k}-D cavities)")
+        ax.grid(alpha=0.3)
+    if shown:
+        newest = shown[-1]
+        neurons = newest.network.get("functional_neurons", math.nan)
+        fig.axes[0].set_title(f"functional graph of {neurons:.0f} neurons: $\\beta_1$", fontsize=10)
+        fig.axes[1].set_title("$\\beta_2$", fontsize=10)
+        failed = [reason for block, reason in newest.problems if block == "network"]
+        if failed:
+            _note(fig.axes[0], f"epoch {newest.epoch}: {failed[0]}")
+    return fig
+
+
+def _by_epoch(
+    ax: Axes,
+    curves: Sequence[tuple[Sequence[float], Sequence[float]]],
+    records: Sequence[TopologyRecord],
+    style: str,
+    **options: float,
+) -> None:
+    """One (x, y) curve per record, later darker; the legend names the first and the last only:
+    one entry per epoch costs more to draw than the curves, and the colour order says the rest."""
+    cmap = colormaps["viridis_r"]
+    lines = []
+    for i, (x, y) in enumerate(curves):
+        colour = cmap(0.15 + 0.85 * i / max(len(curves) - 1, 1))
+        lines += ax.plot(x, y, style, color=colour, **options)
+    if records:
+        ends = [0, len(records) - 1] if len(records) > 1 else [0]
+        ax.legend(
+            [lines[i] for i in ends],
+            [_when(records[i], i) for i in ends],
+            fontsize=SMALL_FONTSIZE,
+            title="darker = later" if len(records) > 2 else None,
+            title_fontsize=SMALL_FONTSIZE,
+        )
+
+
+def _note(ax: Axes, text: str) -> None:
+    """A boxed message in the middle of the axes (why a curve is missing)."""
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        wrap=True,
+        fontsize=SMALL_FONTSIZE,
+        bbox={"facecolor": "white", "edgecolor": "0.6"},
+    )
 
 
 def _missing_note(record: TopologyRecord, metric: str) -> str | None:

@@ -339,6 +339,7 @@ def rule_grid() -> list[Rule]:
                 f"{epochs} epochs",
                 lambda e=epochs: FixedBudget(e),
                 lambda run: run["train_loss"],
+                shown=epochs == 10,
             )
         )
     for patience in (2, 3, 5, 8):
@@ -512,12 +513,16 @@ def report(rules: list[Rule], references: dict, outcomes: dict) -> None:
             f"{100 * ref['peak']:.1f} %; oracle stops after {ref['oracle']:.1f} epochs; "
             f"val_loss ES with its best checkpoint {100 * ref['val_best_checkpoint']:.1f} %"
         )
-        print(f"   {'rule':52s} {'Δacc':>6s} {'worst':>6s} {'vs valES':>8s} {'epochs':>6s}")
+        print(
+            f"   {'rule':48s} {'setting':30s} {'Δacc':>6s} {'worst':>6s} {'vs valES':>8s} "
+            f"{'epochs':>6s}"
+        )
         for rule in rules:
             if rule.shown:
                 o = outcomes[rule, key]
                 print(
-                    f"   {rule.family:52s} {o.delta.mean():+6.1f} {o.delta.min():+6.1f} "
+                    f"   {rule.family:48s} {rule.label:30s} {o.delta.mean():+6.1f} "
+                    f"{o.delta.min():+6.1f} "
                     f"{o.vs_val.mean():+8.1f} {o.epochs.mean():6.1f}"
                 )
         print()
@@ -559,10 +564,10 @@ def figure(studied: list[tuple[Setting, dict, dict]], rules: list[Rule], path: s
 
     shown = [r for r in rules if r.shown]
     chosen = {
-        (s.dataset, s.noise): (s, a, b) for s, a, b in studied if s.seed == 0 and s.arch == "mlp"
+        (s.dataset, s.noise): (a, b) for s, a, b in studied if s.seed == 0 and s.arch == "mlp"
     }
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharey="row")
-    markers = "o^svDPX*h"
+    markers = "o^svDPX*hp"
     for ax, key in zip(axes.flat, sorted(chosen), strict=False):
         full, split = chosen[key]
         ax.plot(
@@ -580,7 +585,7 @@ def figure(studied: list[tuple[Setting, dict, dict]], rules: list[Rule], path: s
             ls="--",
             label="80 % of the data",
         )
-        for rule, marker in zip(shown, markers, strict=False):
+        for rule, marker in zip(shown, markers, strict=True):
             runs = {"all": full, "split": split}
             stop = rule.stop(runs)
             ax.plot(

@@ -144,7 +144,7 @@ def test_misconfiguration_fails_at_fit_start(tmp_path):
     ):
         TopologicalEarlyStopping(rule="patience")
     with pytest.raises(ValueError, match=r"takes the options \['tol', 'patience'\]"):
-        TopologicalEarlyStopping(rebound=0.25)  # a plateau option given to the default rule
+        TopologicalEarlyStopping(rule="convergence", rebound=0.25)  # a plateau option
     with pytest.raises(ValueError, match="carries its own"):
         TopologicalEarlyStopping(rule=VelocityRule(), patience=2)
     with pytest.raises(ValueError, match="object needs the metric it reads"):
@@ -155,14 +155,18 @@ def test_minimum_rule_stops_when_scale_free_complexity_turns_up(tmp_path):
     # Falls while classes separate, then rises (memorization under label noise): stop
     # `patience` epochs after the minimum; a rule object with its metric does the same.
     series = [60.0, 57.0, 56.0, 56.5, 58.0, 60.0, 62.0, 64.0]
-    for stopper in (
-        TopologicalEarlyStopping(rule="minimum"),
-        TopologicalEarlyStopping(
-            "topology/E0_1_scaled/last_hidden", PlateauRule(patience=3, rebound=None)
+    for stopper, stop in (
+        (TopologicalEarlyStopping(rule="minimum"), 7),  # patience 5
+        (TopologicalEarlyStopping(rule="minimum", patience=3), 5),
+        (
+            TopologicalEarlyStopping(
+                "topology/E0_1_scaled/last_hidden", PlateauRule(patience=3, rebound=None)
+            ),
+            5,
         ),
     ):
         fit(series, stopper, default_root_dir=tmp_path)
-        assert stopper.stopped_epoch == 5 and stopper.rule.best_epoch == 2
+        assert stopper.stopped_epoch == stop and stopper.rule.best_epoch == 2
 
 
 def test_a_block_the_monitor_will_not_record_is_an_error_at_fit_start(tmp_path):
@@ -186,19 +190,33 @@ def test_a_block_the_monitor_will_not_record_is_an_error_at_fit_start(tmp_path):
 
 
 def test_default_rule_stops_on_a_converging_series_not_on_a_changing_one(tmp_path):
-    # The scale-free complexity of the last hidden block falls, then settles within 2 %.
-    converging = [40.0, 30.0, 24.0, 21.0, 20.6, 20.4, 20.5, 20.3, 20.2, 20.2, 20.1, 20.0]
+    # The scale-free complexity of the last hidden block falls, then turns up (memorization)
+    # or settles: no new minimum for 5 monitored epochs stops training.
+    settled = [60.0, 50.0, 45.0, 44.0, 44.5, 45.0, 46.0, 45.5, 47.0, 48.0, 49.0, 50.0]
     stopper = TopologicalEarlyStopping()
     assert stopper.monitor == "topology/E0_1_scaled/last_hidden"
-    trainer = fit(converging, stopper, default_root_dir=tmp_path)
-    assert stopper.stopped_epoch == 6 and trainer.current_epoch == 7  # still at epochs 4, 5, 6
-    assert "changed by at most 2.0%" in stopper.stopping_reason_message
+    assert isinstance(stopper.rule, PlateauRule) and stopper.rule.patience == 5
+    trainer = fit(settled, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 8 and trainer.current_epoch == 9
+    assert stopper.rule.best_epoch == 3 and "did not improve" in stopper.stopping_reason_message
 
-    # Still changing by 3-6 % an epoch, up and down: no stop.
-    changing = [40.0, 38.0, 36.5, 38.0, 36.0, 34.0, 35.5, 33.5, 32.0, 33.5, 32.0, 30.5]
+    # Still falling, slowly and unevenly, with a new minimum every few epochs: no stop.
+    falling = [60.0, 58.0, 57.0, 57.5, 56.0, 55.8, 56.5, 55.0, 54.9, 55.3, 54.0, 53.9]
     stopper = TopologicalEarlyStopping()
-    trainer = fit(changing, stopper, default_root_dir=tmp_path)
-    assert stopper.stopped_epoch == 0 and trainer.current_epoch == len(changing)
+    trainer = fit(falling, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 0 and trainer.current_epoch == len(falling)
+
+
+def test_convergence_rule_stops_when_the_metric_is_still_either_way(tmp_path):
+    converging = [40.0, 30.0, 24.0, 21.0, 20.6, 20.4, 20.5, 20.3, 20.2, 20.2, 20.1, 20.0]
+    stopper = TopologicalEarlyStopping(rule="convergence")
+    fit(converging, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 6  # within 2 % at epochs 4, 5, 6
+    assert "changed by at most 2.0%" in stopper.stopping_reason_message
+    changing = [40.0, 38.0, 36.5, 38.0, 36.0, 34.0, 35.5, 33.5, 32.0, 33.5, 32.0, 30.5]
+    stopper = TopologicalEarlyStopping(rule="convergence")
+    fit(changing, stopper, default_root_dir=tmp_path)
+    assert stopper.stopped_epoch == 0
 
 
 def test_velocity_rule_in_a_trainer_and_across_resume(tmp_path):
@@ -234,11 +252,11 @@ def test_velocity_rule_in_a_trainer_and_across_resume(tmp_path):
 
 def test_an_epoch_that_failed_to_be_monitored_is_skipped_not_fatal(tmp_path):
     # Epoch 3 cannot be measured: the monitor warns, the rule skips it, training goes on.
-    series = [40.0, 30.0, 30.1, None, 30.2, 30.3, 30.2]
+    series = [40.0, 30.0, 30.1, None, 30.2, 30.3, 30.2, 30.4, 29.0]
     stopper = TopologicalEarlyStopping()
     with pytest.warns(UserWarning, match="epoch 3 was not monitored: RuntimeError"):
         trainer = fit(series, stopper, default_root_dir=tmp_path)
-    assert stopper.stopped_epoch == 5 and trainer.current_epoch == 6  # still at 2, 4, 5
+    assert stopper.stopped_epoch == 7 and trainer.current_epoch == 8  # no new minimum: 2, 4-7
 
 
 def test_convergence_and_velocity_rules_on_series():

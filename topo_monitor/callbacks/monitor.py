@@ -95,7 +95,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         What to compute, as :class:`~topo_monitor.SummaryConfig` (defaults: every metric group
         but ``"functional"``, H0 only, H1 capped at 150 points per class, per class, α = 1, no
         normalisation, 3 PHdim draws per size, 50 SW directions).
-    functional_max_neurons : int, default 60
+    functional_max_neurons : int, default 50
         With ``"functional"`` in ``metrics``: the functional graph's nodes, drawn across blocks
         when the network has more (its H2 costs ~m⁴).
     seed : int, default 0

@@ -57,9 +57,10 @@ and the topology of the network's functional graph (per network, opt-in: it is c
 DEFAULT_METRICS = ("e0", "phdim", "sw")
 """The metric groups computed unless told otherwise: all but ``"functional"``."""
 
-FUNCTIONAL_MAX_NEURONS = 60
-"""Default cap on the functional graph's nodes. H2 costs ~m⁴ (measured on the digits example:
-see benchmarks/bench_monitor.py)."""
+FUNCTIONAL_MAX_NEURONS = 50
+"""Default cap on the functional graph's nodes. Its H2 costs ~m⁴ and more: on the digits
+example's network (7 blocks, 500 probe inputs, 2 CPU cores) 0.03 s at 40 neurons, 0.06 s at 50,
+0.26 s at 60, 0.59 s at 70, against a training epoch of 1.2-2 s (benchmarks/bench_monitor.py)."""
 
 VELOCITY = "H0_velocity"
 """The SW distance of a block's scale-free H0 diagrams to the previous measurement's."""

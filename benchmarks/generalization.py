@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -191,21 +192,23 @@ def train_one(config: Config, epochs: int) -> dict:
         samples_per_class=60, metrics=("e0", "phdim"), figures_every_n_epochs=None, seed=config.seed
     )
     evidence = Evidence(test)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        callbacks=[monitor, evidence],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(
-        FamilyModel(config),
-        DataLoader(TensorDataset(x, y), config.batch_size, shuffle=True),
-        DataLoader(val, batch_size=512),
-    )
+    with tempfile.TemporaryDirectory() as root:  # the monitor's history file goes there
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            callbacks=[monitor, evidence],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+        )
+        trainer.fit(
+            FamilyModel(config),
+            DataLoader(TensorDataset(x, y), config.batch_size, shuffle=True),
+            DataLoader(val, batch_size=512),
+        )
     epochs_out = []
     for record, row in zip(monitor.history, evidence.rows, strict=True):
         features = features_from_record(record, row["train_loss"])

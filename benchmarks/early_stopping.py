@@ -203,11 +203,16 @@ class Recorder(pl.Callback):
             record = self.monitor.history[-1]
             assert record.epoch == trainer.current_epoch
             self.series.setdefault("topology", []).append(record.values)
+            self.series.setdefault("network", []).append(record.network)
             self.series.setdefault("extras", []).append(record.extras)
             self.series["blocks"] = record.blocks
 
 
-def train(setting: Setting, split: bool) -> dict:
+def train(setting: Setting, kind: str) -> dict:
+    """One run: ``"all"`` labelled data with the monitor; ``"split"``, 80 % of it with a
+    validation set and no monitor; ``"functional"``, all data with the functional graph only
+    (a second pass: monitoring never changes training, so its accuracies repeat ``"all"``'s)."""
+    split = kind == "split"
     X, y_clean, X_test, y_test = load(setting.dataset)
     y = noisy(y_clean, setting.noise, setting.seed)
     evaluate = {"test": (X_test, y_test)}
@@ -222,7 +227,12 @@ def train(setting: Setting, split: bool) -> dict:
     monitor = (
         None
         if split
-        else TopologyMonitor(samples_per_class=100, seed=setting.seed, figures_every_n_epochs=None)
+        else TopologyMonitor(
+            samples_per_class=100,
+            seed=setting.seed,
+            figures_every_n_epochs=None,
+            metrics=("functional",) if kind == "functional" else ("e0", "phdim", "sw"),
+        )
     )
     recorder = Recorder(len(y), evaluate, monitor)
     start = time.perf_counter()
@@ -242,7 +252,7 @@ def train(setting: Setting, split: bool) -> dict:
         trainer.fit(model, loader)
     return {
         "setting": asdict(setting),
-        "split": split,
+        "kind": kind,
         "seconds": time.perf_counter() - start,
         **recorder.series,
     }
@@ -255,29 +265,27 @@ def settings(seeds: int) -> list[Setting]:
     ]
 
 
-def run_all(seeds: int, train_missing: bool) -> list[tuple[Setting, dict, dict]]:
+def run_all(seeds: int, kinds: tuple[str, ...], train_missing: bool) -> list[tuple[Setting, dict]]:
+    """Every setting whose runs of ``kinds`` are all cached (trained first if missing)."""
     os.makedirs(CACHE, exist_ok=True)
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     out = []
     for setting in settings(seeds):
-        runs = []
-        for split in (False, True):
-            path = os.path.join(CACHE, f"{setting.name}-{'split' if split else 'all'}.json")
+        runs = {}
+        for kind in kinds:
+            path = os.path.join(CACHE, f"{setting.name}-{kind}.json")
             if not os.path.exists(path):
                 if not train_missing:
                     break
-                run = train(setting, split)
+                run = train(setting, kind)
                 with open(path + ".tmp", "w") as f:
                     json.dump(run, f)
                 os.replace(path + ".tmp", path)
-                print(
-                    f"trained {setting.name} {'split' if split else 'all'}: {run['seconds']:.0f} s",
-                    flush=True,
-                )
+                print(f"trained {setting.name} {kind}: {run['seconds']:.0f} s", flush=True)
             with open(path) as f:
-                runs.append(json.load(f))
-        if len(runs) == 2:
-            out.append((setting, *runs))
+                runs[kind] = json.load(f)
+        if len(runs) == len(kinds):
+            out.append((setting, runs))
     return out
 
 
@@ -320,8 +328,20 @@ def monitored(metric: str) -> Callable[[dict], list[float]]:
     return topology(name)
 
 
-def rule_grid() -> list[Rule]:
-    """Every rule at every setting of its grid; ``shown`` marks the setting of the main table."""
+def per_network(name: str) -> Callable[[dict], list[float]]:
+    """The series of a per-network value (the functional graph's), from the functional pass."""
+
+    def series(run: dict) -> list[float]:
+        return [math.nan if v.get(name) is None else v[name] for v in run["network"]]
+
+    return series
+
+
+def rule_grid(functional: bool = False) -> list[Rule]:
+    """Every rule at every setting of its grid; ``shown`` marks the setting of the main table.
+
+    ``functional`` adds the rules on the functional graph (Corneanu et al.: memorizing moves the
+    1-D cavities to higher edge density, so their peak density turns up)."""
     default, metric = make_rule()
     rules = [
         Rule(
@@ -397,6 +417,18 @@ def rule_grid() -> list[Rule]:
                         shown=(patience, tol) == (3, 0.02),
                     )
                 )
+        if functional:
+            for name in ("functional_peak_density_H1", "functional_midlife_H1"):
+                rules.append(
+                    Rule(
+                        f"functional: {name} stops falling",
+                        f"patience={patience}",
+                        lambda p=patience: PlateauRule(patience=p),
+                        per_network(name),
+                        run="functional",
+                        shown=patience == 5 and name == "functional_peak_density_H1",
+                    )
+                )
         for fraction in (0.1, 0.2, 0.3):
             rules.append(
                 Rule(
@@ -451,31 +483,31 @@ class Outcome:
     saved_vs_oracle: float  # mean epochs saved / mean epochs the oracle saves
 
 
-def analyse(studied: list[tuple[Setting, dict, dict]]) -> tuple[list[Rule], dict, dict]:
+def analyse(studied: list[tuple[Setting, dict]]) -> tuple[list[Rule], dict, dict]:
     """Every rule's outcome per (data set, noise), and the reference numbers of each group."""
-    rules = rule_grid()
+    rules = rule_grid(functional=all("functional" in runs for _, runs in studied))
     val_es = next(r for r in rules if r.run == "split" and r.shown)
     groups: dict[tuple[str, float], list[int]] = {}
-    for i, (setting, _, _) in enumerate(studied):
+    for i, (setting, _) in enumerate(studied):
         groups.setdefault((setting.dataset, setting.noise), []).append(i)
 
     def at_stop(rule: Rule, i: int) -> tuple[float, int]:
-        runs = {"all": studied[i][1], "split": studied[i][2]}
+        runs = studied[i][1]
         stop = rule.stop(runs)
         return runs[rule.run]["test_acc"][stop], stop + 1
 
     references, outcomes = {}, {}
     for key, members in sorted(groups.items()):
         epochs = MAX_EPOCHS[key[0]]
-        full = np.array([studied[i][1]["test_acc"][-1] for i in members])
+        full = np.array([studied[i][1]["all"]["test_acc"][-1] for i in members])
         oracle = []
         for i in members:
-            acc = np.array(studied[i][1]["test_acc"])
+            acc = np.array(studied[i][1]["all"]["test_acc"])
             oracle.append(int(np.flatnonzero(acc >= acc[-1] - ORACLE_TOLERANCE)[0]) + 1)
         val = np.array([at_stop(val_es, i)[0] for i in members])
         best_checkpoint = []
         for i in members:
-            split = studied[i][2]
+            split = studied[i][1]["split"]
             stop = at_stop(val_es, i)[1]
             best = int(np.argmin(split["val_loss"][:stop]))
             best_checkpoint.append(split["test_acc"][best])
@@ -483,7 +515,7 @@ def analyse(studied: list[tuple[Setting, dict, dict]]) -> tuple[list[Rule], dict
             "runs": len(members),
             "epochs": epochs,
             "full": full.mean(),
-            "peak": np.mean([max(studied[i][1]["test_acc"]) for i in members]),
+            "peak": np.mean([max(studied[i][1]["all"]["test_acc"]) for i in members]),
             "oracle": np.mean(oracle),
             "val_best_checkpoint": np.mean(best_checkpoint),
         }
@@ -555,7 +587,7 @@ def report(rules: list[Rule], references: dict, outcomes: dict) -> None:
         )
 
 
-def figure(studied: list[tuple[Setting, dict, dict]], rules: list[Rule], path: str) -> None:
+def figure(studied: list[tuple[Setting, dict]], rules: list[Rule], path: str) -> None:
     """Test accuracy vs epoch of seed 0's MLP per data set and noise, each rule's stop marked."""
     import matplotlib
 
@@ -563,13 +595,12 @@ def figure(studied: list[tuple[Setting, dict, dict]], rules: list[Rule], path: s
     import matplotlib.pyplot as plt
 
     shown = [r for r in rules if r.shown]
-    chosen = {
-        (s.dataset, s.noise): (a, b) for s, a, b in studied if s.seed == 0 and s.arch == "mlp"
-    }
+    chosen = {(s.dataset, s.noise): runs for s, runs in studied if s.seed == 0 and s.arch == "mlp"}
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharey="row")
-    markers = "o^svDPX*hp"
+    markers = "o^svDPX*hp<>"[: len(shown)]
     for ax, key in zip(axes.flat, sorted(chosen), strict=False):
-        full, split = chosen[key]
+        runs = chosen[key]
+        full, split = runs["all"], runs["split"]
         ax.plot(
             np.arange(1, len(full["test_acc"]) + 1),
             full["test_acc"],
@@ -586,7 +617,6 @@ def figure(studied: list[tuple[Setting, dict, dict]], rules: list[Rule], path: s
             label="80 % of the data",
         )
         for rule, marker in zip(shown, markers, strict=True):
-            runs = {"all": full, "split": split}
             stop = rule.stop(runs)
             ax.plot(
                 stop + 1,
@@ -614,9 +644,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-train", action="store_true", help="analyse the cached runs only")
     parser.add_argument("--figure", help="write the figure of test accuracy and stops here")
+    parser.add_argument(
+        "--functional",
+        action="store_true",
+        help="add the functional-graph rules (a second all-data pass with the functional graph)",
+    )
     args = parser.parse_args()
-    studied = run_all(args.seeds, train_missing=not args.no_train)
-    print(f"{len(studied)} settings with both runs cached")
+    kinds = ("all", "split", "functional") if args.functional else ("all", "split")
+    studied = run_all(args.seeds, kinds, train_missing=not args.no_train)
+    print(f"{len(studied)} settings with runs {kinds} cached")
+    if args.functional:  # monitoring never changes training: the two passes must agree
+        gap = max(
+            abs(a - b)
+            for _, runs in studied
+            for a, b in zip(runs["all"]["test_acc"], runs["functional"]["test_acc"], strict=True)
+        )
+        print(f"largest test-accuracy difference between the two all-data passes: {gap:.2g}")
     rules, references, outcomes = analyse(studied)
     report(rules, references, outcomes)
     if args.figure:

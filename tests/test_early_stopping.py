@@ -329,3 +329,23 @@ def test_plateau_rule_replays_checks_at_given_epochs():
     assert PlateauRule(check_finite=False).replay([1.0, math.nan]) is None
     with pytest.raises(ValueError, match='mode must be "min" or "max"'):
         PlateauRule(mode="down")
+
+
+def test_a_per_network_value_of_the_functional_graph_can_be_monitored(tmp_path):
+    stopper = TopologicalEarlyStopping(
+        "topology/functional_peak_density_H1", PlateauRule(patience=1, mode="max")
+    )
+    monitor = TopologyMonitor(
+        samples_per_class=20,
+        metrics=("functional",),
+        functional_max_neurons=12,
+        figures_every_n_epochs=None,
+    )
+    trainer = quiet_trainer(
+        max_epochs=3, callbacks=[monitor, stopper], logger=False, default_root_dir=tmp_path
+    )
+    trainer.fit(MLP(), loader(blobs()))
+    series = [r.network["functional_peak_density_H1"] for r in monitor.history]
+    assert PlateauRule(patience=1, mode="max").replay(series) == (stopper.stopped_epoch or None)
+    with pytest.raises(ValueError, match="available per-network values: \\[\\]"):
+        fit([1.0, 2.0], TopologicalEarlyStopping("topology/functional_bars_H1", rule="minimum"))

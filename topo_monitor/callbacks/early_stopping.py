@@ -100,9 +100,10 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
     ----------
     monitor : str, optional
         A metric the TopologyMonitor logs, ``topology/<metric>/<block>`` with block ``last``
-        (model output), ``last_hidden`` (the block before it) or a block name. Default: the
-        rule's metric above.
-    rule : str or StoppingRule, default "convergence"
+        (model output), ``last_hidden`` (the block before it) or a block name; or a per-network
+        value ``topology/<name>`` (the functional graph's, e.g.
+        ``topology/functional_peak_density_H1``). Default: the rule's metric above.
+    rule : str or StoppingRule, default "minimum"
         A name above, or a rule object (any :class:`~topo_monitor.StoppingRule`).
     verbose : bool, default True
         Log why training stopped.
@@ -146,12 +147,13 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
             )
         if (
             not isinstance(monitor, str)
-            or monitor.count("/") < 2
             or not monitor.startswith("topology/")
+            or not 1 <= monitor.count("/") <= 2
         ):
             raise ValueError(
-                f"monitor must be a TopologyMonitor metric 'topology/<metric>/<block>', "
-                f"e.g. 'topology/E0_1_scaled/last_hidden', got {monitor!r}"
+                "monitor must be a TopologyMonitor metric: 'topology/<metric>/<block>' (e.g. "
+                "'topology/E0_1_scaled/last_hidden') or a per-network value 'topology/<name>' "
+                f"(e.g. 'topology/functional_peak_density_H1'), got {monitor!r}"
             )
         self.monitor = monitor
         self.verbose = verbose
@@ -174,17 +176,23 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         monitors = TopologyMonitor.among(
             trainer, "TopologicalEarlyStopping", "it stops on the metrics that monitor computes"
         )
-        _, metric, block = self.monitor.split("/", 2)
-        self._topology = next((m for m in monitors if metric in m.metric_names), None)
+        _, metric, *block = self.monitor.split("/", 2)
+
+        def names(m: TopologyMonitor) -> list[str]:
+            return m.metric_names if block else m.network_metric_names
+
+        self._topology = next((m for m in monitors if metric in names(m)), None)
         if self._topology is None:
-            available = sorted({name for m in monitors for name in m.metric_names})
+            available = sorted({name for m in monitors for name in names(m)})
+            kind = "metrics per block" if block else "per-network values"
             raise ValueError(
                 f"TopologicalEarlyStopping monitors {self.monitor!r}, but no TopologyMonitor "
-                f"computes {metric!r}; available metrics: {available}"
+                f"computes {metric!r}; available {kind}: {available}"
             )
-        self._topology.require_block(
-            pl_module, block, f"TopologicalEarlyStopping(monitor={self.monitor!r})"
-        )
+        if block:
+            self._topology.require_block(
+                pl_module, block[0], f"TopologicalEarlyStopping(monitor={self.monitor!r})"
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch

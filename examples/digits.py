@@ -110,6 +110,9 @@ def main() -> None:
         "steadier PHdim values at twice the monitoring cost)",
     )
     parser.add_argument("--h1", action="store_true", help="also compute H1 (slower)")
+    parser.add_argument(
+        "--functional", action="store_true", help="also the functional graph (Corneanu et al.)"
+    )
     args = parser.parse_args()
 
     pl.seed_everything(0, verbose=False)
@@ -118,6 +121,7 @@ def main() -> None:
     monitor = TopologyMonitor(
         samples_per_class=args.samples_per_class,
         homology_dims=(0, 1) if args.h1 else (0,),
+        metrics=("e0", "phdim", "sw", "functional") if args.functional else ("e0", "phdim", "sw"),
     )
     logger = TensorBoardLogger(args.logdir, name="digits")
     trainer = pl.Trainer(

@@ -426,7 +426,7 @@ def rule_grid(functional: bool = False) -> list[Rule]:
                         lambda p=patience: PlateauRule(patience=p),
                         per_network(name),
                         run="functional",
-                        shown=patience == 5 and name == "functional_peak_density_H1",
+                        shown=patience == 5 and name == "functional_midlife_H1",
                     )
                 )
         for fraction in (0.1, 0.2, 0.3):
@@ -634,7 +634,7 @@ def figure(studied: list[tuple[Setting, dict]], rules: list[Rule], path: str) ->
         ax.set_ylabel("test accuracy")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     print(f"\nfigure: {path}")
 

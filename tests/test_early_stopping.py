@@ -140,7 +140,7 @@ def test_misconfiguration_fails_at_fit_start(tmp_path):
     with pytest.raises(ValueError, match="min_delta_mode"):
         TopologicalEarlyStopping(rule="plateau", min_delta_mode="pct")
     with pytest.raises(
-        ValueError, match=r"rule must be one of \['convergence', 'minimum', 'plateau'"
+        ValueError, match=r"rule must be one of \['convergence', 'functional', 'minimum', 'plateau'"
     ):
         TopologicalEarlyStopping(rule="patience")
     with pytest.raises(ValueError, match=r"takes the options \['tol', 'patience'\]"):
@@ -341,11 +341,15 @@ def test_a_per_network_value_of_the_functional_graph_can_be_monitored(tmp_path):
         functional_max_neurons=12,
         figures_every_n_epochs=None,
     )
+    named = TopologicalEarlyStopping(rule="functional", patience=1)
+    assert named.monitor == "topology/functional_midlife_H1"
     trainer = quiet_trainer(
-        max_epochs=3, callbacks=[monitor, stopper], logger=False, default_root_dir=tmp_path
+        max_epochs=3, callbacks=[monitor, stopper, named], logger=False, default_root_dir=tmp_path
     )
     trainer.fit(MLP(), loader(blobs()))
-    series = [r.network["functional_peak_density_H1"] for r in monitor.history]
-    assert PlateauRule(patience=1, mode="max").replay(series) == (stopper.stopped_epoch or None)
+    for rule, key in ((stopper, "peak_density"), (named, "midlife")):
+        series = [r.network[f"functional_{key}_H1"] for r in monitor.history]
+        replayed = type(rule.rule)(patience=1, mode=rule.rule.mode).replay(series)
+        assert replayed == (rule.stopped_epoch or None)
     with pytest.raises(ValueError, match="available per-network values: \\[\\]"):
         fit([1.0, 2.0], TopologicalEarlyStopping("topology/functional_bars_H1", rule="minimum"))

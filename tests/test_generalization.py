@@ -355,3 +355,36 @@ def test_one_name_where_a_sequence_of_names_is_expected_is_an_error(argument):
     with pytest.raises(ValueError, match="not one string"):
         synthetic(n=5).matrix("E0_1")
     assert GeneralizationPredictor(**{argument: ["E0_1"]}).fit(synthetic()).chosen == ("E0_1",)
+
+
+def test_the_functional_graph_summaries_are_features_the_predictor_can_choose(tmp_path):
+    record = TopologyRecord(
+        blocks=["h", "output"],
+        depths=[0.5, 1.0],
+        values={"E0_1": [2.0, 1.0]},
+        network={"functional_midlife_H1": 0.6, "functional_neurons": 12.0},
+    )
+    features = features_from_record(record)
+    assert features["functional_midlife_H1"] == 0.6 and features["E0_1"] == 2.0
+    assert "functional_neurons" not in features  # a graph size, not a summary
+
+    calibration = CalibrationSet()
+    for i, midlife in enumerate(np.linspace(0.4, 0.8, 8)):
+        calibration.add(f"r{i}", float(1.2 - midlife), {"functional_midlife_H1": midlife})
+    predicted = PredictedTestAccuracy(calibration)
+    monitor = TopologyMonitor(
+        samples_per_class=20,
+        metrics=("e0", "functional"),
+        functional_max_neurons=10,
+        figures_every_n_epochs=None,
+    )
+    trainer = quiet_trainer(
+        max_epochs=1, callbacks=[monitor, predicted], logger=False, default_root_dir=tmp_path
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(MLP(), loader(blobs()))
+    assert predicted.predictor.chosen == ("functional_midlife_H1",)
+    midlife = monitor.history[-1].network["functional_midlife_H1"]
+    expected = float(np.clip(1.2 - midlife, 0.0, 1.0))
+    assert predicted.history[0]["topology/predicted_test_acc"] == pytest.approx(expected, abs=1e-9)

@@ -21,6 +21,7 @@ import numpy as np
 
 from topo_monitor._validation import as_names, as_real, check
 from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.tda.functional import FUNCTIONAL_SUMMARIES
 
 __all__ = [
     "BASELINE_FEATURES",
@@ -33,7 +34,10 @@ __all__ = [
     "pearson_r",
 ]
 
-TOPOLOGY_FEATURES = ("E0_1", "E0_1_scaled", "PHdim", "E1_1", "E1_1_scaled")
+BLOCK_FEATURES = ("E0_1", "E0_1_scaled", "PHdim", "E1_1", "E1_1_scaled")
+NETWORK_FEATURES = tuple(f"functional_{s}_H{k}" for k in (1, 2) for s in FUNCTIONAL_SUMMARIES)
+"""The functional graph's summaries (``record.network``), when the monitor computes them."""
+TOPOLOGY_FEATURES = BLOCK_FEATURES + NETWORK_FEATURES
 BASELINE_FEATURES = ("train_loss", "margin", "param_norm")
 
 
@@ -185,8 +189,9 @@ def features_from_record(
     """Test-free features of one monitored epoch, for a calibration record or a prediction.
 
     The topological features of ``block`` (default: the last hidden one, index -2; the model
-    output is -1), the baselines the monitor measured (``margin``, ``param_norm``) and, if given,
-    the final training loss. Typical use after ``trainer.fit``::
+    output is -1), the functional graph's summaries when recorded, the baselines the monitor
+    measured (``margin``, ``param_norm``) and, if given, the final training loss. Typical use
+    after ``trainer.fit``::
 
         calibration.add("run-7", test_accuracy, features_from_record(
             monitor.history[-1], trainer.callback_metrics["train_loss"].item()))
@@ -210,8 +215,11 @@ def features_from_record(
     features = {
         name: float(values[index])
         for name, values in record.values.items()
-        if name in TOPOLOGY_FEATURES
+        if name in BLOCK_FEATURES
     }
+    features.update(
+        {name: float(v) for name, v in record.network.items() if name in NETWORK_FEATURES}
+    )
     features.update(record.extras)
     if train_loss is not None:
         features["train_loss"] = float(train_loss)

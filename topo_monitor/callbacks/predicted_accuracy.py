@@ -97,7 +97,8 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         calibration = self.calibration
         if not isinstance(calibration, CalibrationSet):
             calibration = CalibrationSet.load(calibration)
-        recorded = [f for f in TOPOLOGY_FEATURES if f in self._topology.metric_names]
+        computed = {*self._topology.metric_names, *self._topology.network_metric_names}
+        recorded = [f for f in TOPOLOGY_FEATURES if f in computed]
         try:
             self.predictor = GeneralizationPredictor(topology=recorded).fit(calibration)
         except ValueError as err:

@@ -13,6 +13,15 @@ from topo_monitor.callbacks.monitor import TopologyMonitor
 __all__ = ["DEFAULT_RULE", "RULES", "TopologicalEarlyStopping", "make_rule"]
 
 
+_NO_NEW_MINIMUM = {
+    "patience": 5,
+    "min_delta": 0.0,
+    "min_delta_mode": "rel",
+    "rebound": None,
+    "mode": "min",
+}
+"""A PlateauRule that stops after 5 checks without a new minimum (no rebound stop)."""
+
 RULES: dict[str, tuple[type[StoppingRule], dict[str, Any], str]] = {
     "convergence": (
         ConvergenceRule,
@@ -26,12 +35,12 @@ RULES: dict[str, tuple[type[StoppingRule], dict[str, Any], str]] = {
     ),
     "minimum": (
         PlateauRule,
-        {"patience": 5, "min_delta": 0.0, "min_delta_mode": "rel", "rebound": None, "mode": "min"},
+        _NO_NEW_MINIMUM,
         "topology/E0_1_scaled/last_hidden",
     ),
     "functional": (
         PlateauRule,
-        {"patience": 5, "min_delta": 0.0, "min_delta_mode": "rel", "rebound": None, "mode": "min"},
+        _NO_NEW_MINIMUM,
         "topology/functional_midlife_H1",
     ),
     "plateau": (

@@ -13,7 +13,7 @@ import numpy as np
 
 from topo_monitor._validation import as_diagram
 
-__all__ = ["distance_matrix", "sliced_wasserstein"]
+__all__ = ["distance_matrix", "paired_distances", "sliced_wasserstein"]
 
 DiagramLike = np.ndarray | Sequence[Sequence[float]]
 
@@ -35,20 +35,25 @@ def _projections(diagram: np.ndarray, lines: np.ndarray) -> tuple[np.ndarray, np
     return lines.T @ diagram.T, lines.T @ diagonal.T
 
 
-def _sw_from_projections(
-    points_a: np.ndarray, diag_a: np.ndarray, points_b: np.ndarray, diag_b: np.ndarray
-) -> float:
-    """SW distance of two projected diagrams, each array of shape (lines, k).
+def _sw_batch(
+    a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """SW distances of the projected diagram pairs (a[i], b[i]), in one sort.
 
-    Each diagram is completed with the other's diagonal projections, so both sides have the
-    same number of points.
+    Each diagram is completed with the other's diagonal projections, so both sides of a pair
+    have the same number of points. Pairs are padded to a common length with zeros on *both*
+    sides: in one dimension the summed distance between sorted samples is the integral of the
+    difference of their counting functions, which a point added to both samples leaves as it is.
     """
-    sorted_a = np.concatenate([points_a, diag_b], axis=1)
-    sorted_b = np.concatenate([points_b, diag_a], axis=1)
-    sorted_a.sort(axis=1)
-    sorted_b.sort(axis=1)
-    sorted_a -= sorted_b
-    return float(np.abs(sorted_a, out=sorted_a).sum(axis=1).mean())
+    sides_a = [np.concatenate([pa, db], axis=1) for (pa, _), (_, db) in zip(a, b, strict=True)]
+    sides_b = [np.concatenate([pb, da], axis=1) for (_, da), (pb, _) in zip(a, b, strict=True)]
+    width = max((side.shape[1] for side in sides_a), default=0)
+    stacked = np.zeros((2, len(sides_a), a[0][0].shape[0] if a else 0, width))
+    for i, (side_a, side_b) in enumerate(zip(sides_a, sides_b, strict=True)):
+        stacked[0, i, :, : side_a.shape[1]] = side_a
+        stacked[1, i, :, : side_b.shape[1]] = side_b
+    stacked.sort(axis=3)
+    return np.abs(stacked[0] - stacked[1]).sum(axis=2).mean(axis=1)
 
 
 def sliced_wasserstein(bars_a: DiagramLike, bars_b: DiagramLike, num_directions: int = 50) -> float:
@@ -75,11 +80,44 @@ def sliced_wasserstein(bars_a: DiagramLike, bars_b: DiagramLike, num_directions:
         If either is not one diagram of finite bars with death >= birth (:func:`barcode`'s
         whole result is a list of diagrams), or ``num_directions`` is not an int >= 2.
     """
-    lines = _lines(num_directions)
-    return _sw_from_projections(
-        *_projections(as_diagram(bars_a, "bars_a"), lines),
-        *_projections(as_diagram(bars_b, "bars_b"), lines),
+    return float(
+        paired_distances([bars_a], [bars_b], num_directions, names=("bars_a", "bars_b"))[0]
     )
+
+
+def paired_distances(
+    diagrams_a: Sequence[DiagramLike],
+    diagrams_b: Sequence[DiagramLike],
+    num_directions: int = 50,
+    names: tuple[str, str] = ("diagrams_a", "diagrams_b"),
+) -> np.ndarray:
+    """Sliced-Wasserstein distance of each pair ``(diagrams_a[i], diagrams_b[i])``, batched.
+
+    Parameters
+    ----------
+    diagrams_a, diagrams_b : sequences of P array-likes, each of shape (k_i, 2)
+        Finite bars, death >= birth, e.g. the same blocks' diagrams at two epochs.
+    num_directions : int, default 50
+    names : (str, str)
+        How errors name the two sequences.
+
+    Returns
+    -------
+    numpy.ndarray, shape (P,)
+    """
+    if len(diagrams_a) != len(diagrams_b):
+        raise ValueError(
+            f"{names[0]} and {names[1]} must pair up, got {len(diagrams_a)} and {len(diagrams_b)}"
+        )
+    lines = _lines(num_directions)
+    projected = [
+        [
+            _projections(as_diagram(d, f"{name}[{i}]" if len(seq) > 1 else name), lines)
+            for i, d in enumerate(seq)
+        ]
+        for seq, name in ((diagrams_a, names[0]), (diagrams_b, names[1]))
+    ]
+    return _sw_batch(*projected) if diagrams_a else np.zeros(0)
 
 
 def distance_matrix(diagrams: Sequence[DiagramLike], num_directions: int = 50) -> np.ndarray:
@@ -102,7 +140,8 @@ def distance_matrix(diagrams: Sequence[DiagramLike], num_directions: int = 50) -
     ]
     L = len(projected)
     out = np.zeros((L, L))
-    for i in range(L):
-        for j in range(i + 1, L):
-            out[i, j] = out[j, i] = _sw_from_projections(*projected[i], *projected[j])
+    for i in range(L - 1):  # one batch per row: memory grows with L, not L²
+        out[i, i + 1 :] = out[i + 1 :, i] = _sw_batch(
+            [projected[i]] * (L - 1 - i), projected[i + 1 :]
+        )
     return out

@@ -8,8 +8,9 @@ number of k-dimensional cavities alive at a threshold, or at an *edge density* (
 neuron pairs whose edge has entered, the x-axis of Corneanu's figures) — and per dimension the
 summaries of the 2020 paper: number of bars, average life, average midlife, and where β_k peaks.
 
-Cost grows like the number of 3-simplices, ~m⁴/24 for m neurons before edge collapse: neurons
-are sampled (up to ``max_neurons``, stratified across blocks, with a private generator).
+Cost grows like the number of 3-simplices, ~m⁴/24 for m neurons (gudhi's Ripser fork handles
+them implicitly, see :func:`~topo_monitor.tda.persistence.flag_bars`): neurons are sampled
+(up to ``max_neurons``, stratified across blocks, with a private generator).
 """
 
 from __future__ import annotations
@@ -287,12 +288,9 @@ def functional_topology(
             reason=f"the functional graph needs two neurons that are not constant, "
             f"got {len(neurons)} ({n_constant} constant)",
         )
-    import gudhi
-
     A = torch.cat([X[:, u] for X, u in zip(matrices, usable, strict=True)], dim=1)
     distances = correlation_distances(A)
-    graph = gudhi.RipsComplex(distance_matrix=distances).create_simplex_tree(max_dimension=1)
-    diagrams = flag_bars(graph, max_dim)
+    diagrams = flag_bars(distances, max_dim)
     at_density = _density_thresholds(distances, DENSITY_GRID)
     summaries = {}
     for i, bars in enumerate(diagrams, start=1):

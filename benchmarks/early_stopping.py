@@ -26,7 +26,6 @@ resumes, and a finished one re-analyses in seconds. About an hour on 2 CPU cores
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -40,15 +39,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench_data import load
 from topo_monitor import PlateauRule, StoppingRule, TopologyMonitor
 from topo_monitor.callbacks.early_stopping import DEFAULT_RULE, RULES, make_rule
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "early_stopping")
-FASHION = "/usr/share/datasets/fashion-mnist"
 DATASETS = ("digits", "fashion")
 NOISES = (0.0, 0.2, 0.4)
 ARCHS = ("mlp", "cnn")
@@ -71,46 +69,6 @@ class Setting:
 
 
 # ---------------------------------------------------------------------------------------- data
-
-
-def _read_idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _stratified(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    return np.sort(
-        np.concatenate(
-            [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]
-        )
-    )
-
-
-def load(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(labelled inputs, labels, test inputs, test labels), standardized, shaped (n, 1, H, W)."""
-    rng = np.random.default_rng(2024)
-    if dataset == "digits":
-        digits = load_digits()
-        X, y = digits.images.astype(np.float32), digits.target
-        order = rng.permutation(len(y))
-        test, pool = order[:450], order[450:]
-        X_pool, y_pool, X_test, y_test = X[pool], y[pool], X[test], y[test]
-    else:
-        X_all = _read_idx(f"{FASHION}/train-images-idx3-ubyte.gz").astype(np.float32)
-        y_all = _read_idx(f"{FASHION}/train-labels-idx1-ubyte.gz").astype(np.int64)
-        X_t = _read_idx(f"{FASHION}/t10k-images-idx3-ubyte.gz").astype(np.float32)
-        y_t = _read_idx(f"{FASHION}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
-        pool, test = _stratified(y_all, 400, rng), _stratified(y_t, 200, rng)
-        X_pool, y_pool, X_test, y_test = X_all[pool], y_all[pool], X_t[test], y_t[test]
-    mean, std = X_pool.mean(), X_pool.std()
-
-    def tensor(X: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((X - mean) / std).unsqueeze(1)
-
-    return tensor(X_pool), torch.as_tensor(y_pool), tensor(X_test), torch.as_tensor(y_test)
 
 
 def noisy(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from gudhi.representations import SlicedWassersteinDistance
 
-from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.distances import distance_matrix, paired_distances, sliced_wasserstein
 from topo_monitor.tda.persistence import barcode
 
 
@@ -69,3 +69,21 @@ def test_whole_barcodes_and_backward_bars_are_clear_errors(rng):
     diagrams = barcode(X)
     expected = SlicedWassersteinDistance(num_directions=50).fit(diagrams).transform(diagrams)
     np.testing.assert_allclose(distance_matrix(diagrams), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_paired_distances_equal_gudhi_pair_by_pair(rng):
+    # One batch mixing sizes: the zero padding must leave every pair's distance unchanged.
+    sizes = [(3, 3), (0, 9), (40, 1), (7, 0), (12, 25)]
+    a = [random_diagram(rng, k) for k, _ in sizes]
+    b = [random_diagram(rng, k) for _, k in sizes]
+    b[4] += 3.0  # far from the padding value 0
+    ours = paired_distances(a, b, num_directions=20)
+    expected = [gudhi_sw(x, y, 20) for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_paired_distances_need_pairs(rng):
+    with pytest.raises(ValueError, match="must pair up, got 2 and 1"):
+        paired_distances([random_diagram(rng, 2)] * 2, [random_diagram(rng, 2)])
+    with pytest.raises(ValueError, match=r"diagrams_b\[1\]"):
+        paired_distances([random_diagram(rng, 2)] * 2, [random_diagram(rng, 2), [[1.0, 0.0]]])

@@ -388,3 +388,21 @@ def test_the_functional_graph_summaries_are_features_the_predictor_can_choose(tm
     midlife = monitor.history[-1].network["functional_midlife_H1"]
     expected = float(np.clip(1.2 - midlife, 0.0, 1.0))
     assert predicted.history[0]["topology/predicted_test_acc"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_score_counts_every_run_for_every_feature():
+    # A feature that is perfect where it exists but missing on the four hardest runs must not
+    # be scored on the eight easy ones only: the missing runs are predicted by the mean of the
+    # others (what a user would get) and counted.
+    accuracy = np.array([0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.40, 0.45, 0.50, 0.99])
+    missing = [8, 9, 10, 11]
+    calibration = CalibrationSet()
+    for i, a in enumerate(accuracy):
+        calibration.add(f"run{i}", a, {"E0_1": math.nan if i in missing else 2 * a - 1})
+    score = GeneralizationPredictor(topology=("E0_1",), baselines=()).score(calibration)
+    assert score["coverage"] == {"E0_1": pytest.approx(8 / 12)}
+    expected = sum(abs(accuracy[i] - np.delete(accuracy, i).mean()) for i in missing) / 12
+    assert score["loo_mae"]["topology"] == pytest.approx(expected, abs=1e-9)
+    assert score["loo_mae"]["mean"] == pytest.approx(
+        np.mean([abs(a - np.delete(accuracy, i).mean()) for i, a in enumerate(accuracy)])
+    )

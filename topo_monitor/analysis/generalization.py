@@ -329,10 +329,10 @@ class GeneralizationPredictor:
     ) -> tuple[str, tuple[str, ...]]:
         best, best_error = None, math.inf
         for group, features in candidates:
-            X, y = _without(calibration, features, exclude)
-            if len(y) < len(features) + 3:
+            errors = _loo_errors_all_runs(_runs_without(calibration, exclude), features)
+            if errors is None:
                 continue
-            error = float(np.mean(_loo_errors(X, y)))
+            error = float(np.mean(errors))
             if error < best_error:
                 best, best_error = (group, features), error
         if best is None:
@@ -392,24 +392,32 @@ class GeneralizationPredictor:
     def score(self, calibration: CalibrationSet) -> dict[str, Any]:
         """Correlations of every feature with test accuracy, and nested leave-one-out MAEs.
 
-        Returns a dict with ``correlations`` (feature -> Pearson r, Kendall τ, n), and
-        ``loo_mae`` for "topology" (one topological feature), "baselines" (one baseline),
-        "both" (a topology + baseline pair), "chosen" (the rule ``fit`` follows, over all of
-        these) and "mean" (predicting the calibration mean: the error to beat).
+        Every error is computed on the same runs, all of them: a run whose features a candidate
+        lacks (NaN) is predicted by the mean accuracy of the other runs, as ``predict`` cannot
+        use it either, and counted. So a feature measured on fewer (perhaps easier) runs is not
+        flattered; ``coverage`` says on what fraction of the runs each feature was finite.
+
+        Returns
+        -------
+        dict
+            ``correlations`` (feature -> Pearson r, Kendall τ, n: on the runs where it is
+            finite), ``coverage`` (feature -> fraction of runs), and ``loo_mae`` for
+            "topology" (one topological feature), "baselines" (one baseline), "both" (a
+            topology + baseline pair), "chosen" (the rule ``fit`` follows, over all of these)
+            and "mean" (predicting the calibration mean: the error to beat).
         """
-        correlations = {}
+        correlations, coverage = {}, {}
+        n = len(calibration)
         for feature in self.topology + self.baselines:
             X, y = calibration.matrix((feature,))
+            coverage[feature] = len(y) / n if n else math.nan
             if len(y) >= 3:
                 correlations[feature] = {
                     "pearson_r": pearson_r(X[:, 0], y),
                     "kendall_tau": kendall_tau(X[:, 0], y),
                     "n": len(y),
                 }
-        y_all = np.array([r.test_accuracy for r in calibration.runs])
-        n = len(y_all)
-        mean_errors = [abs(y_all[i] - np.delete(y_all, i).mean()) for i in range(n)]
-        loo = {"mean": float(np.mean(mean_errors))}
+        loo = {"mean": float(np.mean(_loo_errors_all_runs(calibration.runs, ())))}
         for name, groups in (
             ("topology", ("topology",)),
             ("baselines", ("baselines",)),
@@ -418,7 +426,7 @@ class GeneralizationPredictor:
         ):
             candidates = self._candidates(calibration, groups)
             loo[name] = self._nested_loo(calibration, candidates) if candidates else math.nan
-        return {"correlations": correlations, "loo_mae": loo}
+        return {"correlations": correlations, "coverage": coverage, "loo_mae": loo}
 
     def _nested_loo(
         self, calibration: CalibrationSet, candidates: list[tuple[str, tuple[str, ...]]]
@@ -429,19 +437,40 @@ class GeneralizationPredictor:
                 _, features = self._best(calibration, candidates, exclude=i)
             except ValueError:
                 return math.nan
-            if not all(math.isfinite(run.features.get(f, math.nan)) for f in features):
-                continue
-            X, y = _without(calibration, features, i)
-            coef, _ = _ols(X, y)
-            prediction = coef[0] + sum(
-                c * run.features[f] for c, f in zip(coef[1:], features, strict=True)
-            )
+            others = _runs_without(calibration, i)
+            if all(math.isfinite(run.features.get(f, math.nan)) for f in features):
+                X, y = CalibrationSet(others).matrix(features)
+                coef, _ = _ols(X, y)
+                prediction = coef[0] + sum(
+                    c * run.features[f] for c, f in zip(coef[1:], features, strict=True)
+                )
+            else:  # the predictor cannot use this run: the mean is what the user would get
+                prediction = float(np.mean([r.test_accuracy for r in others]))
             errors.append(abs(prediction - run.test_accuracy))
-        return float(np.mean(errors)) if errors else math.nan
+        return float(np.mean(errors))
 
 
-def _without(
-    calibration: CalibrationSet, features: Sequence[str], exclude: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    runs = [r for i, r in enumerate(calibration.runs) if i != exclude]
-    return CalibrationSet(runs).matrix(features)
+def _runs_without(calibration: CalibrationSet, exclude: int | None) -> list[RunRecord]:
+    return [r for i, r in enumerate(calibration.runs) if i != exclude]
+
+
+def _loo_errors_all_runs(runs: list[RunRecord], features: Sequence[str]) -> np.ndarray | None:
+    """Absolute leave-one-out errors over *all* ``runs``: the linear fit on ``features`` for the
+    runs that have them finite, the mean of the other runs' accuracies for the rest (and for
+    every run when ``features`` is empty). None when fewer than ``len(features) + 3`` runs have
+    the features: too few to fit."""
+    y = np.array([r.test_accuracy for r in runs])
+    has = np.array(
+        [
+            bool(features) and all(math.isfinite(r.features.get(f, math.nan)) for f in features)
+            for r in runs
+        ],
+        dtype=bool,
+    ).reshape(len(runs))
+    if features and has.sum() < len(features) + 3:
+        return None
+    errors = np.abs(y - (y.sum() - y) / max(len(y) - 1, 1))
+    if has.any():
+        X = np.array([[runs[i].features[f] for f in features] for i in np.flatnonzero(has)])
+        errors[has] = _loo_errors(X, y[has])
+    return errors

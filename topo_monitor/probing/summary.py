@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from topo_monitor._validation import as_positive, check, is_positive_int
+from topo_monitor.analysis.baselines import davies_bouldin, effective_rank, neural_collapse_nc1
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.dimension import ph_dimensions
-from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.distances import distance_matrix, paired_distances
 from topo_monitor.tda.functional import (
     DENSITY_GRID,
     FUNCTIONAL_SUMMARIES,
@@ -39,6 +40,7 @@ from topo_monitor.tda.persistence import (
 __all__ = [
     "DEFAULT_METRICS",
     "FUNCTIONAL_MAX_NEURONS",
+    "GEOMETRY",
     "METRICS",
     "VELOCITY",
     "SummaryConfig",
@@ -49,18 +51,25 @@ __all__ = [
     "summarize",
 ]
 
-METRICS = ("e0", "phdim", "sw", "functional")
+METRICS = ("e0", "phdim", "sw", "functional", "geometry")
 """Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, the
 sliced-Wasserstein distances (between blocks, and of each block to the previous measurement),
-and the topology of the network's functional graph (per network, opt-in: it is costly)."""
+the topology of the network's functional graph (per network, opt-in: it is costly), and the
+geometry baselines a topological measure must beat (opt-in: Davies–Bouldin index, NC1, effective
+rank of each block's whole cloud)."""
+
+GEOMETRY = ("davies_bouldin", "nc1", "effective_rank")
+"""The ``"geometry"`` group's per-block baselines (:mod:`topo_monitor.analysis.baselines`)."""
 
 DEFAULT_METRICS = ("e0", "phdim", "sw")
-"""The metric groups computed unless told otherwise: all but ``"functional"``."""
+"""The metric groups computed unless told otherwise: all but ``"functional"`` and
+``"geometry"``."""
 
 FUNCTIONAL_MAX_NEURONS = 50
-"""Default cap on the functional graph's nodes. Its H2 costs ~m⁴ and more: on the digits
-example's network (7 blocks, 500 probe inputs, 2 CPU cores) 0.03 s at 40 neurons, 0.06 s at 50,
-0.26 s at 60, 0.59 s at 70, against a training epoch of 1.2-2 s (benchmarks/bench_monitor.py)."""
+"""Default cap on the functional graph's nodes. Its H2 grows like m⁴: on activations like the
+digits example's (7 blocks, 500 probe inputs, 2 CPU cores) 0.015 s at 40 neurons, 0.03 s at 50,
+0.06 s at 60, 0.14 s at 80, 0.26 s at 100, against a training epoch of 1-1.2 s
+(benchmarks/bench_monitor.py)."""
 
 VELOCITY = "H0_velocity"
 """The SW distance of a block's scale-free H0 diagrams to the previous measurement's."""
@@ -169,6 +178,8 @@ def metric_names(config: SummaryConfig) -> list[str]:
         names.extend(["PHdim", "PHdim_r2"])
     if "sw" in config.metrics:
         names.append(VELOCITY)
+    if "geometry" in config.metrics:
+        names.extend(GEOMETRY)
     return names
 
 
@@ -333,6 +344,9 @@ def summarize(
 
     # Mean over classes; NaN if any class is NaN: a partial mean would silently mix classes.
     values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
+    if "geometry" in config.metrics:
+        with _timed(timings, "geometry"):
+            values.update(_geometry(clouds, labels, names))
     if sw is not None:
         values[VELOCITY] = velocity
     return TopologyRecord(
@@ -367,6 +381,20 @@ def _functional_values(
         curves[f"functional_betti_H{k}"] = by_density.astype(float).tolist()
         curves[f"functional_betti_H{k}_threshold"] = by_threshold.astype(float).tolist()
     return network, curves
+
+
+def _geometry(
+    clouds: Mapping[str, torch.Tensor], labels: torch.Tensor, names: list[str]
+) -> dict[str, list[float]]:
+    """The geometry baselines of every block's whole cloud (NaN for a non-finite cloud)."""
+    values: dict[str, list[float]] = {name: [] for name in GEOMETRY}
+    for name in names:
+        X = clouds[name]
+        finite = bool(torch.isfinite(X).all())
+        values["davies_bouldin"].append(davies_bouldin(X, labels) if finite else math.nan)
+        values["nc1"].append(neural_collapse_nc1(X, labels) if finite else math.nan)
+        values["effective_rank"].append(effective_rank(X) if finite else math.nan)
+    return values
 
 
 def _class_prefix(c: int) -> str:
@@ -409,16 +437,14 @@ def _velocity(
     num_directions: int,
 ) -> list[float]:
     """Per block, the class-averaged SW distance between its diagrams before and now."""
-    return [
-        float(
-            np.mean(
-                [
-                    sliced_wasserstein(a, b, num_directions)
-                    for a, b in zip(before[name], now[name], strict=True)
-                ]
-            )
-        )
-        if name in before and name in now
-        else math.nan
-        for name in names
-    ]
+    both = [name for name in names if name in before and name in now]
+    if not both:
+        return [math.nan] * len(names)
+    distances = paired_distances(
+        [d for name in both for d in before[name]],
+        [d for name in both for d in now[name]],
+        num_directions,
+    )
+    K = len(now[both[0]])
+    means = dict(zip(both, distances.reshape(len(both), K).mean(axis=1).tolist(), strict=True))
+    return [means.get(name, math.nan) for name in names]

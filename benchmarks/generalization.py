@@ -1,32 +1,45 @@
-"""Evidence: does topology of training data predict test accuracy, and when would it stop training?
+"""Evidence, done fairly: can a test-free measure rank the generalization gaps of converged models?
 
-    python benchmarks/generalization.py [--runs 40] [--epochs 30] [--retrain]
+    python benchmarks/generalization.py [--family digits fashion] [--retrain]
 
-Trains a family of small CNNs and MLPs on scikit-learn's digits (60 % train, 15 % validation,
-25 % test), varying width, depth, learning rate, weight decay, batch size, dropout, augmentation,
-label noise and training-set fraction. Every epoch, TopologyMonitor measures the last hidden block
-on *training* data only; the test accuracy is recorded for the evidence, never for the features.
-Printed:
+The protocol of Jiang et al. 2019 ("Fantastic generalization measures") and of the NeurIPS 2020
+PGDL competition: a *complete factorial grid* of hyperparameters, every model trained to the same
+stopping point, so a measure must explain the generalization gap of finished models rather than
+how far optimisation got.
 
-1. Pearson r and Kendall τ of each topological feature, and of the baselines (final training
-   loss, output margin, parameter norm), with the final test accuracy across the family;
-2. nested leave-one-out MAE of GeneralizationPredictor (topology, baselines, both, its choice)
-   against predicting the family mean;
-3. the within-run correlation of E0_1 with test accuracy across epochs (paper: r = -0.92).
+* Families: MLPs (Flatten, then ``depth`` × [Linear, ReLU, Dropout], then a linear head), Adam,
+  on digits (1,347 labelled images, 450 test: ``bench_data.load``) and on a
+  Fashion-MNIST subsample (4,000 training images, 400 per class; 2,000 test images). Grid: width ×
+  depth × weight decay × dropout × batch size × learning rate at 2 levels each (:data:`GRIDS`),
+  2 seeds: 128 runs per family.
+* Stopping: at the end of the first epoch whose training cross-entropy (eval mode, whole training
+  set) is ≤ 0.01, or at the epoch cap (:data:`MAX_EPOCHS`). Runs that hit the cap are recorded
+  and left out of the converged analysis.
+* Measures, on training data only, through the public ``measure`` API every 5th epoch and at the
+  stop (a 50-per-class probe of the training set): the topology of each hidden block (E0_1,
+  E0_1_scaled, E0 mean lifespan, E1_1_scaled, PHdim), of the last hidden block, of the first, and
+  the mean over hidden blocks (``@first``, ``@mean``), the functional graph's summaries, and the
+  baselines a reviewer demands: final training loss, output margin, parameter ℓ2 norm, distance
+  from initialisation, and of the last hidden representation the Davies–Bouldin index, NC1
+  (within-class variability collapse) and effective rank.
+* Scores over the converged runs (gap = train accuracy − test accuracy): PGDL's conditional
+  mutual information (×100, min over pairs of hyperparameters), granulated Kendall Ψ, Kendall τ
+  with the gap, and the nested leave-one-out MAE of ``GeneralizationPredictor`` with that one
+  feature on test accuracy — every error on the same runs (a run without the feature is
+  predicted by the mean). Then the predictor's own choice among all topological features, all
+  baselines, and both.
 
-Early stopping has its own study: benchmarks/early_stopping.py.
-
-The trained family is cached in benchmarks/.cache/; a second run only re-analyses (seconds).
-About 10 minutes on 2 CPU cores for the default 40 runs of 30 epochs.
+Each run is cached as one JSON file in ``benchmarks/.cache/generalization/<family>/`` the moment it
+finishes: an interrupted study resumes, and a finished one re-analyses in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -35,269 +48,311 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from topo_monitor import TopologyMonitor
+from bench_data import load
+from topo_monitor import measure
+from topo_monitor.analysis.baselines import param_distance
 from topo_monitor.analysis.generalization import (
-    BASELINE_FEATURES,
     CalibrationSet,
     GeneralizationPredictor,
-    features_from_record,
     kendall_tau,
-    pearson_r,
+)
+from topo_monitor.analysis.pgdl import conditional_mutual_information, granulated_kendall
+from topo_monitor.probing import ProbeSet
+from topo_monitor.probing.summary import GEOMETRY
+
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "generalization")
+GRIDS = {
+    "digits": {
+        "width": (32, 128),
+        "depth": (1, 3),
+        "weight_decay": (0.0, 1e-4),
+        "dropout": (0.0, 0.3),
+        "batch_size": (32, 128),
+        "lr": (1e-3, 3e-3),
+    },
+    "fashion": {
+        "width": (64, 256),
+        "depth": (1, 3),
+        "weight_decay": (0.0, 1e-4),
+        "dropout": (0.0, 0.3),
+        "batch_size": (32, 128),
+        "lr": (1e-3, 3e-3),
+    },
+}
+SEEDS = (0, 1)
+MAX_EPOCHS = {"digits": 300, "fashion": 150}
+TARGET_LOSS = 0.01
+MEASURE_EVERY = 5
+BLOCK_METRICS = ("E0_1", "E0_1_scaled", "E0_mean_lifespan", "E1_1_scaled", "PHdim")
+NETWORK = (
+    "functional_bars_H1",
+    "functional_midlife_H1",
+    "functional_peak_density_H1",
+    "functional_bars_H2",
+    "functional_midlife_H2",
+)
+BASELINES = ("train_loss", "margin", "param_norm", "param_distance", *GEOMETRY)
+TOPOLOGY = (
+    *BLOCK_METRICS,
+    *(f"{m}@first" for m in BLOCK_METRICS),
+    *(f"{m}@mean" for m in BLOCK_METRICS),
+    *NETWORK,
 )
 
-CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "generalization.json")
-FEATURES = ("E0_1", "E0_1_scaled", "PHdim")
 
-
-@dataclass
-class Config:
-    seed: int
-    arch: str
+@dataclass(frozen=True)
+class Run:
+    family: str
     width: int
     depth: int
-    lr: float
     weight_decay: float
-    batch_size: int
     dropout: float
-    augment: bool
-    label_noise: float
-    train_fraction: float
+    batch_size: int
+    lr: float
+    seed: int
 
-
-def sample_configs(n: int) -> list[Config]:
-    rng = np.random.default_rng(2024)
-    return [
-        Config(
-            seed=i,
-            arch=("cnn", "mlp")[i % 2],
-            width=int(rng.choice([8, 16, 32, 64])),
-            depth=int(rng.choice([1, 2, 3])),
-            lr=float(10 ** rng.uniform(-2.7, -1.7)),
-            weight_decay=float(rng.choice([0.0, 1e-4, 1e-3])),
-            batch_size=int(rng.choice([32, 64, 128])),
-            dropout=float(rng.choice([0.0, 0.2, 0.5])),
-            augment=bool(rng.random() < 0.5),
-            label_noise=float(rng.choice([0.0, 0.0, 0.1, 0.3])),
-            train_fraction=float(rng.choice([0.15, 0.4, 1.0])),
+    @property
+    def name(self) -> str:
+        return (
+            f"w{self.width}-d{self.depth}-wd{self.weight_decay:g}-p{self.dropout:g}"
+            f"-b{self.batch_size}-lr{self.lr:g}-s{self.seed}"
         )
-        for i in range(n)
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if k not in ("family", "seed")}
+
+
+def grid(family: str) -> list[Run]:
+    names = list(GRIDS[family])
+    return [
+        Run(family, **dict(zip(names, values, strict=True)), seed=seed)
+        for values in itertools.product(*GRIDS[family].values())
+        for seed in SEEDS
     ]
 
 
-class FamilyModel(pl.LightningModule):
-    def __init__(self, config: Config) -> None:
+class MLP(pl.LightningModule):
+    def __init__(self, run: Run, inputs: int) -> None:
         super().__init__()
-        self.config = config
-        layers: list[nn.Module] = []
-        if config.arch == "mlp":
-            layers.append(nn.Flatten())
-            width_in = 64
-            for _ in range(config.depth):
-                layers += [nn.Linear(width_in, config.width), nn.ReLU(), nn.Dropout(config.dropout)]
-                width_in = config.width
-            self.features = nn.Sequential(*layers)
-            self.head = nn.Linear(width_in, 10)
-        else:
-            channels_in = 1
-            for i in range(config.depth):
-                channels = config.width * 2**i
-                layers += [
-                    nn.Conv2d(channels_in, channels, 3, padding=1),
-                    nn.BatchNorm2d(channels),
-                    nn.ReLU(),
-                ]
-                channels_in = channels
-            self.features = nn.Sequential(*layers)
-            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(channels_in, 10))
+        self.run = run
+        units, width = [], inputs
+        for _ in range(run.depth):
+            units.append(
+                nn.Sequential(nn.Linear(width, run.width), nn.ReLU(), nn.Dropout(run.dropout))
+            )
+            width = run.width
+        self.flatten = nn.Flatten()
+        self.hidden = nn.ModuleList(units)
+        self.head = nn.Linear(width, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
-        return self.head(h.mean(dim=(2, 3)) if h.dim() == 4 else h)
+        h = self.flatten(x)
+        for unit in self.hidden:
+            h = unit(h)
+        return self.head(h)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        if self.config.augment:  # random shifts of up to one pixel
-            dx, dy = (int(v) for v in torch.randint(-1, 2, (2,)))
-            x = torch.roll(x, shifts=(dx, dy), dims=(2, 3))
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", F.cross_entropy(self(x), y))
+        return F.cross_entropy(self(x), y)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
-        )
+        run = self.run
+        return torch.optim.Adam(self.parameters(), lr=run.lr, weight_decay=run.weight_decay)
 
 
-class Evidence(pl.Callback):
-    """Per epoch: training loss, validation loss and test accuracy (evidence only)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Cross-entropy and accuracy in eval mode (dropout off), the mode left as it was."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    model.train(was_training)
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
-    def __init__(self, test: TensorDataset) -> None:
-        self.test = test
-        self.rows: list[dict[str, float]] = []
+
+def features(record, model: nn.Module, initial: dict, train_loss: float) -> dict[str, float]:
+    """The run's test-free measures at one epoch (see the module docstring)."""
+    hidden = list(range(len(record.blocks) - 1))  # the last block is the model output
+    out: dict[str, float] = {}
+    for metric in BLOCK_METRICS:
+        values = [record.values.get(metric, [math.nan] * len(record.blocks))[b] for b in hidden]
+        out[metric], out[f"{metric}@first"] = values[-1], values[0]
+        out[f"{metric}@mean"] = float(np.mean(values))
+    for metric in GEOMETRY:
+        out[metric] = record.values[metric][hidden[-1]]
+    out.update({k: v for k, v in record.network.items() if k in NETWORK})
+    out["margin"], out["param_norm"] = record.extras["margin"], record.extras["param_norm"]
+    out["param_distance"] = param_distance(model, initial)
+    out["train_loss"] = train_loss
+    return {k: float(v) for k, v in out.items()}
+
+
+class Study(pl.Callback):
+    """Per epoch: training loss and accuracy (eval mode), test accuracy; measures every
+    ``MEASURE_EVERY`` epochs and at the stop; stops at the target training loss."""
+
+    def __init__(self, run: Run, train: tuple, test: tuple, probe: ProbeSet) -> None:
+        self.run, self.train, self.test, self.probe = run, train, test, probe
+        self.epochs: list[dict] = []
+        self.record = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.initial = {k: p.detach().clone() for k, p in pl_module.named_parameters()}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        x, y = self.test.tensors
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
-            accuracy = float((pl_module(x).argmax(1) == y).float().mean())
-        pl_module.train(was_training)
-        metrics = trainer.callback_metrics
-        self.rows.append(
-            {
-                "epoch": trainer.current_epoch,
-                "train_loss": float(metrics["train_loss"]),
-                "val_loss": float(metrics.get("val_loss", math.nan)),
-                "test_accuracy": accuracy,
-            }
-        )
+        loss, accuracy = evaluate(pl_module, *self.train)
+        _, test_accuracy = evaluate(pl_module, *self.test)
+        epoch = trainer.current_epoch + 1
+        done = loss <= TARGET_LOSS or epoch >= trainer.max_epochs
+        row = {"epoch": epoch, "train_loss": loss, "train_acc": accuracy, "test_acc": test_accuracy}
+        if done or epoch % MEASURE_EVERY == 0:
+            self.record = measure(
+                pl_module,
+                self.probe,
+                metrics=("e0", "phdim", "sw", "functional", "geometry"),
+                homology_dims=(0, 1),
+                h1_max_points=100,
+                seed=self.run.seed,
+                epoch=epoch,
+                previous=self.record,
+            )
+            row["features"] = features(self.record, pl_module, self.initial, loss)
+        self.epochs.append(row)
+        if loss <= TARGET_LOSS:
+            trainer.should_stop = True
 
 
-def splits() -> tuple[TensorDataset, TensorDataset, TensorDataset]:
-    digits = load_digits()
-    x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    y = torch.tensor(digits.target)
-    idx = np.arange(len(y))
-    train, rest = train_test_split(idx, test_size=0.4, stratify=digits.target, random_state=0)
-    val, test = train_test_split(
-        rest, test_size=25 / 40, stratify=digits.target[rest], random_state=0
+def train(run: Run) -> dict:
+    x, y, x_test, y_test = load(run.family)
+    probe = ProbeSet.from_tensors(*_probe(x, y, 50))
+    pl.seed_everything(run.seed, verbose=False)
+    model = MLP(run, x[0].numel())
+    study = Study(run, (x, y), (x_test, y_test), probe)
+    start = time.perf_counter()
+    trainer = pl.Trainer(
+        max_epochs=MAX_EPOCHS[run.family],
+        callbacks=[study],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
-    return (
-        TensorDataset(x[train], y[train]),
-        TensorDataset(x[val], y[val]),
-        TensorDataset(x[test], y[test]),
-    )
+    g = torch.Generator().manual_seed(run.seed)
+    trainer.fit(model, DataLoader(TensorDataset(x, y), run.batch_size, shuffle=True, generator=g))
+    last = study.epochs[-1]
+    return {
+        "run": asdict(run),
+        "converged": last["train_loss"] <= TARGET_LOSS,
+        "seconds": time.perf_counter() - start,
+        "epochs": study.epochs,
+    }
 
 
-def train_one(config: Config, epochs: int) -> dict:
-    train, val, test = splits()
-    g = torch.Generator().manual_seed(config.seed)
-    n = max(50, int(config.train_fraction * len(train)))
-    chosen = torch.randperm(len(train), generator=g)[:n]
-    x, y = train.tensors[0][chosen], train.tensors[1][chosen].clone()
-    noisy = torch.rand(n, generator=g) < config.label_noise
-    y[noisy] = torch.randint(0, 10, (int(noisy.sum()),), generator=g)
-    pl.seed_everything(config.seed, verbose=False)
-    monitor = TopologyMonitor(
-        samples_per_class=60, metrics=("e0", "phdim"), figures_every_n_epochs=None, seed=config.seed
-    )
-    evidence = Evidence(test)
-    with tempfile.TemporaryDirectory() as root:  # the monitor's history file goes there
-        trainer = pl.Trainer(
-            max_epochs=epochs,
-            callbacks=[monitor, evidence],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            num_sanity_val_steps=0,
-            default_root_dir=root,
-        )
-        trainer.fit(
-            FamilyModel(config),
-            DataLoader(TensorDataset(x, y), config.batch_size, shuffle=True),
-            DataLoader(val, batch_size=512),
-        )
-    epochs_out = []
-    for record, row in zip(monitor.history, evidence.rows, strict=True):
-        features = features_from_record(record, row["train_loss"])
-        epochs_out.append(
-            {**row, **{k: features.get(k, math.nan) for k in FEATURES + BASELINE_FEATURES}}
-        )
-    return {"config": asdict(config), "epochs": epochs_out}
+def _probe(x: torch.Tensor, y: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` training items of each class (fixed across runs)."""
+    chosen = torch.cat([torch.nonzero(y == c).ravel()[:per_class] for c in range(10)])
+    return x[chosen], y[chosen]
 
 
-def report(runs: list[dict]) -> None:
-    finals = [r["epochs"][-1] for r in runs]
-    accuracy = np.array([f["test_accuracy"] for f in finals])
+def cached_runs(family: str, retrain: bool) -> list[dict]:
+    folder = os.path.join(CACHE, family)
+    os.makedirs(folder, exist_ok=True)
+    runs, runs_grid = [], grid(family)
+    for i, run in enumerate(runs_grid):
+        path = os.path.join(folder, run.name + ".json")
+        if retrain or not os.path.exists(path):
+            result = train(run)
+            with open(path, "w") as f:
+                json.dump(result, f)
+            last = result["epochs"][-1]
+            print(
+                f"  [{i + 1}/{len(runs_grid)}] {family} {run.name}: "
+                f"{len(result['epochs'])} epochs, train loss {last['train_loss']:.4f}, "
+                f"test acc {last['test_acc']:.3f} "
+                f"({result['seconds']:.0f} s)",
+                flush=True,
+            )
+        with open(path) as f:
+            runs.append(json.load(f))
+    return runs
+
+
+def report(family: str, runs: list[dict]) -> None:
+    converged = [r for r in runs if r["converged"]]
+    seconds = sum(r["seconds"] for r in runs)
     print(
-        f"\n{len(runs)} runs, final test accuracy {accuracy.min():.3f} .. {accuracy.max():.3f} "
-        f"(mean {accuracy.mean():.3f}, std {accuracy.std():.3f})"
+        f"\n=== {family}: {len(runs)} runs trained in {seconds / 60:.1f} min (2 CPU cores); "
+        f"{len(converged)} reached training loss <= {TARGET_LOSS} "
+        f"(the others hit the {MAX_EPOCHS[family]}-epoch cap and are left out)"
     )
-
-    print("\n1. Correlation with final test accuracy across the family (last hidden block)")
-    print(f"   {'feature':14s} {'kind':9s} {'Pearson r':>9s} {'Kendall τ':>9s}")
-    for feature in FEATURES + BASELINE_FEATURES:
-        values = np.array([f[feature] for f in finals])
-        ok = np.isfinite(values)
-        kind = "topology" if feature in FEATURES else "baseline"
-        print(
-            f"   {feature:14s} {kind:9s} {pearson_r(values[ok], accuracy[ok]):9.3f} "
-            f"{kendall_tau(values[ok], accuracy[ok]):9.3f}"
-        )
-
+    missing = [Run(**r["run"]).name for r in runs if not r["converged"]]
+    if missing:
+        print("   not converged: " + ", ".join(missing))
+    finals = [r["epochs"][-1] for r in converged]
+    hyper = [Run(**r["run"]).hyperparameters for r in converged]
+    train_acc = np.array([f["train_acc"] for f in finals])
+    test_acc = np.array([f["test_acc"] for f in finals])
+    gap = train_acc - test_acc
+    print(
+        f"   test accuracy {test_acc.min():.3f} .. {test_acc.max():.3f} "
+        f"(std {test_acc.std():.3f}); train accuracy >= {train_acc.min():.3f}; "
+        f"gap {gap.min():.3f} .. {gap.max():.3f}"
+    )
     calibration = CalibrationSet()
-    for run, final in zip(runs, finals, strict=True):
-        features = {k: final[k] for k in FEATURES + BASELINE_FEATURES}
-        calibration.add(str(run["config"]["seed"]), final["test_accuracy"], features)
-    predictor = GeneralizationPredictor(topology=FEATURES).fit(calibration)
-    loo = predictor.score(calibration)["loo_mae"]
-    print("\n2. Leave-one-out MAE of the test-accuracy predictor (feature choice inside each fold)")
-    for name in ("mean", "topology", "baselines", "both", "chosen"):
-        print(f"   {name:10s} {loo[name]:.4f}")
-    print(f"   fitted on all runs: {predictor!r}")
+    for r, f in zip(converged, finals, strict=True):
+        calibration.add(Run(**r["run"]).name, f["test_acc"], f["features"])
 
-    print("\n3. Within-run correlation with test accuracy across epochs (paper: E0_1, r = -0.92)")
-    for feature in FEATURES:
-        within = np.array(
-            [
-                pearson_r(
-                    [e[feature] for e in r["epochs"]], [e["test_accuracy"] for e in r["epochs"]]
-                )
-                for r in runs
-            ]
-        )
-        within = within[np.isfinite(within)]
+    print(
+        f"\n   {'measure':28s} {'kind':9s} {'CMI x100':>8s} {'Psi':>6s} {'tau(gap)':>8s} "
+        f"{'LOO MAE':>8s} {'cover':>6s}"
+    )
+    mean = GeneralizationPredictor(topology=("train_loss",), baselines=()).score(calibration)
+    print(f"   {'(family mean)':28s} {'':36s} {mean['loo_mae']['mean']:8.4f}")
+    rows = []
+    for name in BASELINES + TOPOLOGY:
+        values = np.array([f["features"].get(name, math.nan) for f in finals])
+        ok = np.isfinite(values)
+        kind = "baseline" if name in BASELINES else "topology"
+        if ok.sum() < 4:
+            print(f"   {name:28s} {kind:9s} (measured on {ok.sum()} runs)")
+            continue
+        kept = [h for h, k in zip(hyper, ok, strict=True) if k]
+        cmi = 100 * conditional_mutual_information(values[ok], gap[ok], kept)
+        psi, _ = granulated_kendall(values[ok], gap[ok], kept)
+        tau = kendall_tau(values[ok], gap[ok])
+        score = GeneralizationPredictor(topology=(name,), baselines=()).score(calibration)
+        mae = score["loo_mae"]["topology"]
+        rows.append((name, kind, cmi, psi, tau, mae))
         print(
-            f"   {feature:12s} median r {np.median(within):6.3f}, mean r {within.mean():6.3f}, "
-            f"negative in {np.mean(within < 0):4.0%} of runs"
+            f"   {name:28s} {kind:9s} {cmi:8.2f} {psi:6.3f} {tau:8.3f} {mae:8.4f} "
+            f"{score['coverage'][name]:6.0%}"
         )
+    loo = GeneralizationPredictor(topology=TOPOLOGY, baselines=BASELINES).score(calibration)
+    print("\n   GeneralizationPredictor, nested leave-one-out MAE on test accuracy (same runs):")
+    for group in ("mean", "baselines", "topology", "both", "chosen"):
+        print(f"     {group:10s} {loo['loo_mae'][group]:.4f}")
+    fitted = GeneralizationPredictor(topology=TOPOLOGY, baselines=BASELINES).fit(calibration)
+    print(f"     fitted on all converged runs: {fitted!r}")
+    for kind in ("baseline", "topology"):
+        best = max((r for r in rows if r[1] == kind), key=lambda r: r[2])
+        print(f"   best {kind} by CMI: {best[0]} ({best[2]:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--family", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     parser.add_argument("--retrain", action="store_true", help="ignore the cache")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    configs = sample_configs(args.runs)
-    key = {"configs": [asdict(c) for c in configs], "epochs": args.epochs}
-    if not args.retrain and os.path.exists(CACHE):
-        with open(CACHE) as f:
-            cached = json.load(f)
-        if cached["key"] == key:
-            print(f"using the cached family in {CACHE}")
-            report(cached["runs"])
-            return
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    start, runs = time.perf_counter(), []
-    for i, config in enumerate(configs):
-        runs.append(train_one(config, args.epochs))
-        final = runs[-1]["epochs"][-1]
-        print(
-            f"run {i + 1:2d}/{len(configs)} {config.arch} w={config.width} d={config.depth} "
-            f"noise={config.label_noise} frac={config.train_fraction}: test acc "
-            f"{final['test_accuracy']:.3f}  [{time.perf_counter() - start:.0f} s]",
-            flush=True,
-        )
-    os.makedirs(os.path.dirname(CACHE), exist_ok=True)
-    with open(CACHE, "w") as f:
-        json.dump({"key": key, "runs": runs}, f)
-    report(runs)
-    print(f"\ntrained in {time.perf_counter() - start:.0f} s")
+    torch.set_num_threads(1)  # small MLPs: one thread is as fast, and leaves a core free
+    for family in args.family:
+        report(family, cached_runs(family, args.retrain))
 
 
 if __name__ == "__main__":

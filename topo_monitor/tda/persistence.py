@@ -7,7 +7,8 @@ half of ours on the same cloud.
 
 H0 needs no simplicial complex: every H0 bar is born at 0 and dies at the length of an edge of a
 Euclidean minimum spanning tree, so the H0 barcode is computed exactly as an MST (Prim's algorithm
-on the dense distance matrix, in torch, on the cloud's device). Higher dimensions go through gudhi.
+on the dense distance matrix, in torch, on the cloud's device; for a cloud whose matrix would exceed
+``mst.DENSE_BYTES``, on distance rows computed as needed). Higher dimensions go through gudhi.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from topo_monitor._validation import as_cloud, as_diagram, as_positive
-from topo_monitor.tda.mst import by_shape, chunks, prim_mst, stacked_squared_distances, work_dtype
+from topo_monitor.tda.mst import by_shape, chunks, mst_edges, work_dtype
 from topo_monitor.tda.sampling import as_generator, random_orders
 
 __all__ = [
@@ -44,9 +45,10 @@ def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[tor
     order = sorted(range(len(clouds)), key=lambda g: -clouds[g].shape[0])
     for part in chunks([clouds[g].shape[0] for g in order]):
         members = [clouds[g] for g in order[part]]
-        # The tree is found on distances in the cloud's own precision (the cost of cdist); only
-        # its n - 1 edges are then measured exactly, in float64, so duplicates give exactly 0.
-        edges, _ = prim_mst(stacked_squared_distances(members, padding=math.inf))
+        # The tree is found on distances in the cloud's own precision (the cost of cdist; float64
+        # for a cloud too large for a dense matrix); only its n - 1 edges are then measured
+        # exactly, in float64, so duplicates give exactly 0.
+        edges = mst_edges(members)
         for (n, _), rows in by_shape(members).items():
             exact = torch.stack([members[row] for row in rows]).to(work_dtype(edges.device))
             tree = edges[torch.tensor(rows, device=edges.device), : n - 1]
@@ -79,9 +81,10 @@ def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Notes
     -----
-    O(n²) time and one n×n matrix of memory; no simplicial complex is built. The tree is found on
-    squared distances computed in float64, then every tree edge is measured again directly as
-    ``|x_i - x_j|`` so that duplicate points give exactly zero.
+    O(n²·d) time; one n×n matrix of memory up to ``mst.DENSE_BYTES`` (1 GiB: n = 16384 in
+    float32), O(n·d) above it (:func:`~topo_monitor.tda.mst.mst_edges`). No simplicial complex is
+    built. The tree is found on squared distances, then every tree edge is measured again directly
+    as ``|x_i - x_j|``, in float64, so that duplicate points give exactly zero.
     """
     return h0_death_times_many([as_cloud(X)])[0]
 

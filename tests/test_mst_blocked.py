@@ -1,0 +1,119 @@
+"""The memory-bounded H0 path (issue 17): Prim's algorithm on distance rows computed as needed.
+
+A cloud whose dense distance matrix would exceed ``mst.DENSE_BYTES`` goes through
+``prim_mst_from_points``; these tests force small clouds through it by lowering the bound.
+"""
+
+import gudhi
+import numpy as np
+import pytest
+import torch
+
+from topo_monitor.tda import mst
+from topo_monitor.tda.mst import _centred, _prim_points_numpy, _prim_points_torch
+from topo_monitor.tda.persistence import h0_death_times, h0_death_times_many
+
+
+def cloud_with_duplicates(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    X = rng.normal(size=(n, d))
+    if n >= 30:
+        X[[10, 20, 29]] = X[3]  # three zero-length bars, and ties for the argmin
+    return X
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Names of the MST routines that ran, in order, while still running them."""
+    calls: list[str] = []
+    for name in ("prim_mst", "prim_mst_from_points"):
+        original = getattr(mst, name)
+
+        def wrapper(*args, _name=name, _original=original):
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(mst, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize(("n", "d"), [(1, 3), (2, 1), (3, 5), (97, 2), (331, 64), (1009, 7)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_points_path_equals_dense(rng, monkeypatch, spy, n, d, dtype):
+    # n prime: the drops of joined points (every eighth of the working set) fall unevenly.
+    X = cloud_with_duplicates(rng, n, d).astype(dtype)
+    dense = h0_death_times(X)
+    monkeypatch.setattr(mst, "DENSE_BYTES", 0)
+    points = h0_death_times(X)
+    assert spy == ["prim_mst", "prim_mst_from_points"]
+    assert points.dtype == dense.dtype and points.shape == (n - 1,)
+    # float32 clouds: the dense tree is found in float32, this one in float64
+    rtol = 1e-10 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(points.numpy(), dense.numpy(), rtol=rtol, atol=0)
+    if n >= 30:
+        assert (points[:3] == 0).all()
+
+
+def test_points_path_equals_gudhi(rng, monkeypatch, spy):
+    X = cloud_with_duplicates(rng, 60, 4)
+    monkeypatch.setattr(mst, "DENSE_BYTES", 0)
+    ours = h0_death_times(X)
+    assert spy == ["prim_mst_from_points"]
+    tree = gudhi.RipsComplex(points=X).create_simplex_tree(max_dimension=1)
+    tree.compute_persistence(min_persistence=-1)
+    bars = tree.persistence_intervals_in_dimension(0)
+    expected = np.sort(bars[np.isfinite(bars[:, 1]), 1])
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_choice_switches_at_the_bound(rng, monkeypatch, spy, dtype):
+    n = 50
+    X = torch.from_numpy(rng.normal(size=(n, 3))).to(dtype)
+    dense_bytes = n * n * X.element_size()
+    monkeypatch.setattr(mst, "DENSE_BYTES", dense_bytes)
+    at_bound = h0_death_times(X)
+    assert spy == ["prim_mst"]
+    monkeypatch.setattr(mst, "DENSE_BYTES", dense_bytes - 1)
+    above = h0_death_times(X)
+    assert spy == ["prim_mst", "prim_mst_from_points"]
+    np.testing.assert_allclose(above.numpy(), at_bound.numpy(), rtol=1e-6)
+
+
+def test_many_clouds_only_the_large_one_leaves_the_batch(rng, monkeypatch, spy):
+    # The small clouds share one dense batched run; the large one, alone in its chunk, is over the
+    # bound. Results come back in the callers' order.
+    clouds = [cloud_with_duplicates(rng, n, d) for n, d in [(40, 3), (300, 8), (38, 3), (40, 2)]]
+    dense = h0_death_times_many(clouds)
+    spy.clear()
+    monkeypatch.setattr(mst, "DENSE_BYTES", 300 * 300 * 8 - 1)
+    mixed = h0_death_times_many(clouds)
+    assert spy == ["prim_mst_from_points", "prim_mst"]
+    for got, expected in zip(mixed, dense, strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-10, atol=0)
+
+
+def test_torch_loop_agrees_with_numpy_loop(rng):
+    # The torch loop runs on accelerators only; run it here on the CPU against the NumPy loop. No
+    # duplicate points: a point equally far from two of them may take either as its parent, as the
+    # two loops' matrix-vector products round differently.
+    for n in (1, 2, 130):
+        Xc, sq = _centred(torch.from_numpy(rng.normal(size=(n, 6))))
+        expected = _prim_points_numpy(Xc.numpy(), sq.numpy())
+        np.testing.assert_array_equal(_prim_points_torch(Xc, sq).numpy(), expected)
+
+
+def test_edges_have_the_dense_layout(rng):
+    X = torch.from_numpy(rng.normal(size=(25, 3)))
+    edges = mst.prim_mst_from_points(X)
+    expected, _ = mst.prim_mst(mst.squared_distances(X)[None])
+    assert edges.dtype == torch.int64
+    np.testing.assert_array_equal(edges.numpy(), expected[0].numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_points_path_on_cuda_matches_cpu(rng, monkeypatch):
+    X = torch.from_numpy(cloud_with_duplicates(rng, 500, 16))
+    monkeypatch.setattr(mst, "DENSE_BYTES", 0)
+    out = h0_death_times(X.cuda())
+    assert out.is_cuda
+    np.testing.assert_allclose(out.cpu().numpy(), h0_death_times(X).numpy(), rtol=1e-10, atol=0)

@@ -1,9 +1,12 @@
 """Train the helpers' MLP with TopologyMonitor under DDP (2 CPU processes, gloo).
 
-Run as ``python tests/ddp_script.py OUT_DIR`` with ``tests/`` and the repository on PYTHONPATH
-(see test_ddp.py). Lightning's "ddp" strategy starts rank 1 by running this same script again,
-hence the ``__main__`` guard. Each rank writes, as JSON in ``OUT_DIR/rank{N}.txt``, the callback
-metric it sees and what its monitor holds; rank 0 writes the history under ``OUT_DIR/ddp/``.
+Run as ``python tests/ddp_script.py OUT_DIR [DEVICES [PROBE_SIZE]]`` with ``tests/`` and the
+repository on PYTHONPATH (see test_ddp.py). Lightning's "ddp" strategy starts the other ranks by
+running this same script again, hence the ``__main__`` guard. Each rank writes, as JSON in
+``OUT_DIR/rank{N}.txt``, the callback metric it sees and what its monitor holds; rank 0 writes the
+history under ``OUT_DIR/ddp/``, and the trained weights (``model.pt``) with its last record
+(``record.json``). Without PROBE_SIZE the monitor draws its probe (20 per class, e0 only); with
+it, the probe is the first PROBE_SIZE of the blobs taken two apart (all default metrics).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import sys
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from helpers import MLP, blobs, loader
@@ -21,12 +25,17 @@ from topo_monitor import TopologyMonitor
 METRIC = "topology/E0_1/last"
 
 
-def main(out_dir: str) -> None:
+def main(out_dir: str, devices: int = 2, probe_size: int | None = None) -> None:
     pl.seed_everything(0)
-    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+    data = blobs()
+    if probe_size is None:
+        monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+    else:
+        x, y = data.tensors
+        monitor = TopologyMonitor(probe=(x[1::2][:probe_size], y[1::2][:probe_size]))
     trainer = pl.Trainer(
         accelerator="cpu",
-        devices=2,
+        devices=devices,
         strategy="ddp",
         max_epochs=2,
         callbacks=[monitor],
@@ -37,8 +46,13 @@ def main(out_dir: str) -> None:
         enable_checkpointing=False,
         log_every_n_steps=1,
     )
-    trainer.fit(MLP(), loader(blobs()))
+    model = MLP()
+    trainer.fit(model, loader(data))
     rank = trainer.global_rank
+    if rank == 0:
+        torch.save(model.state_dict(), os.path.join(out_dir, "model.pt"))
+        with open(os.path.join(out_dir, "record.json"), "w") as f:
+            json.dump(monitor.history[-1].to_dict(), f)
     result = {
         "rank": rank,
         "world_size": trainer.world_size,
@@ -53,4 +67,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:]))

@@ -11,14 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+
+from helpers import MLP, blobs
+from topo_monitor import TopologyRecord, measure
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tests" / "ddp_script.py"
 TIMEOUT_S = 180
 
 
-def run_script(out_dir: Path) -> subprocess.CompletedProcess:
+def run_script(out_dir: Path, *args: int) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "tests"), str(REPO), *filter(None, [env.get("PYTHONPATH")])]
@@ -26,7 +31,7 @@ def run_script(out_dir: Path) -> subprocess.CompletedProcess:
     env["OMP_NUM_THREADS"] = "1"  # two ranks on a small machine
     env.pop("MASTER_PORT", None)  # let Lightning pick a free port
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(out_dir)],
+        [sys.executable, str(SCRIPT), str(out_dir), *map(str, args)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -53,8 +58,9 @@ def test_ddp_two_cpu_processes(tmp_path):
     # The metric reaches both ranks (EarlyStopping/ModelCheckpoint read it on every rank) and
     # is the same on both.
     assert ranks[0]["metric"] == ranks[1]["metric"]
-    # Rank 0 drew the probe (20 per class, 3 classes) and monitored both epochs.
-    assert ranks[0]["probe_size"] == 60
+    # Every rank drew the same probe (20 per class, 3 classes: each forwards its share of it);
+    # rank 0 monitored both epochs.
+    assert [r["probe_size"] for r in ranks] == [60, 60]
     assert ranks[0]["history_epochs"] == [0, 1]
 
     histories = list(tmp_path.glob("**/topology_history.jsonl"))
@@ -63,3 +69,29 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert [r["epoch"] for r in lines] == [0, 1]
     assert lines[-1]["blocks"] == ["net.2", "net.5", "output"]
     assert ranks[0]["metric"] == pytest.approx(lines[-1]["values"]["E0_1"][-1], rel=1e-6)
+
+
+@pytest.mark.parametrize(("devices", "probe_size"), [(2, 49), (3, 49)])
+def test_every_rank_forwards_its_share_and_the_record_is_the_single_process_one(
+    tmp_path, devices, probe_size
+):
+    # 49 probe items: shards of 25 + 24 on 2 ranks, 17 + 17 + 15 on 3 (padded to equal size).
+    result = run_script(tmp_path, devices, probe_size)
+    assert result.returncode == 0, result.stdout
+    ranks = [json.loads((tmp_path / f"rank{r}.txt").read_text()) for r in range(devices)]
+    assert len({r["metric"] for r in ranks}) == 1
+    # Every rank holds the probe (its share went through the model); only rank 0 a history.
+    assert all(r["probe_size"] == probe_size for r in ranks)
+    assert [len(r["history_epochs"]) for r in ranks] == [2] + [0] * (devices - 1)
+
+    model = MLP()
+    model.load_state_dict(torch.load(tmp_path / "model.pt"))
+    x, y = blobs().tensors
+    single = measure(model, (x[1::2][:probe_size], y[1::2][:probe_size]), epoch=1)
+    logged = TopologyRecord.from_dict(json.loads((tmp_path / "record.json").read_text()))
+    assert logged.blocks == single.blocks
+    for metric, values in single.values.items():
+        if metric != "H0_velocity":  # it needs the previous epoch, which only the run had
+            np.testing.assert_allclose(logged.values[metric], values, rtol=1e-6, err_msg=metric)
+    np.testing.assert_allclose(logged.sw, single.sw, rtol=1e-6)
+    assert logged.extras["margin"] == pytest.approx(single.extras["margin"], rel=1e-6)

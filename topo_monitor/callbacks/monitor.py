@@ -1,7 +1,8 @@
 """TopologyMonitor: the Lightning callback that records the topology of every block, every epoch.
 
-Thin: it decides when to measure (every n epochs, before checkpointing reads its metrics), does the
-measuring on rank zero through :func:`~topo_monitor.measure`, broadcasts the short metrics, hands
+Thin: it decides when to measure (every n epochs, before checkpointing reads its metrics), has
+every rank forward its share of the probe and rank zero measure, through
+:func:`~topo_monitor.measure`, broadcasts the short metrics, hands
 the record to a :class:`~topo_monitor.reporting.TopologyWriter`, and keeps the history as
 checkpoint state.
 """
@@ -9,6 +10,7 @@ checkpoint state.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.callbacks._probe import given_probe, training_probe
 from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
-from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
+from topo_monitor.probing.measurement import BlocksSpec, ProbeSharding, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
@@ -267,15 +269,18 @@ class TopologyMonitor(*CALLBACK_BASES):
         if self.history:  # no velocity against another run's (or a resumed run's) last epoch
             self.history[-1].diagrams = None
         self.writer.start_run()
-        if self.probe is None and trainer.is_global_zero:
-            self.probe = training_probe(
-                trainer,
-                self._probe_source,
-                self.samples_per_class,
-                self.seed,
-                self.unpack,
-                self.config.per_class,
-            )
+        if self.probe is None:  # every rank draws the same probe: they share its forward pass
+            with warnings.catch_warnings():
+                if not trainer.is_global_zero:
+                    warnings.simplefilter("ignore")  # a short class is said once, by rank 0
+                self.probe = training_probe(
+                    trainer,
+                    self._probe_source,
+                    self.samples_per_class,
+                    self.seed,
+                    self.unpack,
+                    self.config.per_class,
+                )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Checkpointing (and early stopping after validation) read their metrics here, before
@@ -306,7 +311,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         epoch: int | None = None,
         step: int | None = None,
         previous: TopologyRecord | None = None,
-    ) -> TopologyRecord:
+        sharding: ProbeSharding | None = None,
+    ) -> TopologyRecord | None:
         """:func:`~topo_monitor.measure` with this monitor's probe set and options; no logging.
 
         Usable without a Trainer, e.g. on a loaded checkpoint, once ``self.probe`` is set.
@@ -314,7 +320,13 @@ class TopologyMonitor(*CALLBACK_BASES):
         if self.probe is None:
             raise RuntimeError("no probe set: pass probe=... or run inside Trainer.fit")
         return measure_model(
-            model, self.probe, epoch=epoch, step=step, previous=previous, **self.measure_options
+            model,
+            self.probe,
+            epoch=epoch,
+            step=step,
+            previous=previous,
+            sharding=sharding,
+            **self.measure_options,
         )
 
     def update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
@@ -333,9 +345,21 @@ class TopologyMonitor(*CALLBACK_BASES):
         self._last_run_epoch = epoch
         record = None
         previous = self.history[-1] if self.history else None
-        if trainer.is_global_zero:
+        # Under DDP or a sharded strategy every rank forwards its share of the probe (a sharded
+        # model cannot forward on one rank alone); rank 0 gathers the outputs and measures.
+        sharding = (
+            ProbeSharding(
+                trainer.global_rank,
+                trainer.world_size,
+                trainer.strategy.all_gather,
+                trainer.strategy.broadcast,
+            )
+            if trainer.world_size > 1
+            else None
+        )
+        if trainer.is_global_zero or sharding is not None:
             try:
-                record = self.measure(pl_module, epoch, trainer.global_step, previous)
+                record = self.measure(pl_module, epoch, trainer.global_step, previous, sharding)
             except Exception as err:  # monitoring must never end the user's training run
                 rank_zero_warn(
                     f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"

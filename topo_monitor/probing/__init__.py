@@ -4,7 +4,7 @@ No Lightning here: a plain ``nn.Module`` and a probe set are enough.
 """
 
 from topo_monitor.probing.blocks import OUTPUT, candidate_blocks, resolve_blocks
-from topo_monitor.probing.measurement import as_probe, measure
+from topo_monitor.probing.measurement import ProbeSharding, as_probe, measure
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.probing.reduction import REDUCTIONS, reduce_output
@@ -15,6 +15,7 @@ __all__ = [
     "OUTPUT",
     "REDUCTIONS",
     "ProbeSet",
+    "ProbeSharding",
     "SummaryConfig",
     "TopologyRecord",
     "as_probe",

@@ -11,7 +11,9 @@ import math
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,10 +29,56 @@ from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.probing.reduction import REDUCTIONS, reduce_output
 from topo_monitor.probing.summary import SummaryConfig, summarize
 
-__all__ = ["BlocksSpec", "ProbeLike", "as_probe", "measure"]
+__all__ = ["BlocksSpec", "ProbeLike", "ProbeSharding", "as_probe", "measure"]
 
 BlocksSpec = str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]]
 ProbeLike = ProbeSet | tuple[torch.Tensor, Any] | Dataset
+
+
+@dataclass(frozen=True)
+class ProbeSharding:
+    """How the ranks of a distributed run share the probe forward pass (see :func:`measure`).
+
+    Attributes
+    ----------
+    rank, world_size : int
+        This process's global rank, and the number of ranks.
+    all_gather : callable ``(tensor of shape (m, C)) -> tensor of shape (world_size, m, C)``
+        The strategy's collective, e.g. Lightning's ``trainer.strategy.all_gather``.
+    broadcast : callable ``(object, src=0) -> object``
+        Rank 0's object on every rank, e.g. ``trainer.strategy.broadcast``.
+    """
+
+    rank: int
+    world_size: int
+    all_gather: Callable[[torch.Tensor], torch.Tensor]
+    broadcast: Callable[..., Any]
+
+    @contextmanager
+    def rank_zero_buffers(self, model: nn.Module) -> Iterator[None]:
+        """Rank 0's buffers in ``model`` for the duration, then this rank's own back.
+
+        The ranks' buffers differ between synchronisations (each updates its batch-norm
+        statistics on its own batches): without this, every shard would go through a slightly
+        different model. Each rank's training state is left exactly as it was.
+        """
+        buffers = dict(model.named_buffers())
+        reference = self.broadcast({n: b.detach().cpu() for n, b in buffers.items()}, src=0)
+        own = {n: b.detach().clone() for n, b in buffers.items()}
+        try:
+            with torch.no_grad():
+                for name, buffer in buffers.items():
+                    buffer.copy_(reference[name])
+            yield
+        finally:
+            with torch.no_grad():
+                for name, buffer in buffers.items():
+                    buffer.copy_(own[name])
+
+    def gather(self, shard: torch.Tensor, n: int) -> torch.Tensor:
+        """Every rank's ``shard`` of a cloud, in rank order, cut to the probe's ``n`` rows."""
+        gathered = self.all_gather(shard.contiguous())
+        return gathered.reshape(-1, *shard.shape[1:])[:n]
 
 
 def as_probe(
@@ -85,8 +133,9 @@ def measure(
     epoch: int | None = None,
     step: int | None = None,
     previous: TopologyRecord | None = None,
+    sharding: ProbeSharding | None = None,
     **summary_options: Any,
-) -> TopologyRecord:
+) -> TopologyRecord | None:
     """Measure the topology of every block of ``model`` on a probe set.
 
     The probe inputs go through the model in eval mode under ``no_grad``, in batches on the
@@ -123,10 +172,18 @@ def measure(
     previous : TopologyRecord, optional
         The record of the same model and probe set at the previous measurement: gives each
         block's ``H0_velocity`` (the SW distance its scale-free H0 diagrams moved since).
+    sharding : ProbeSharding, optional
+        Split the forward pass over the ranks of a distributed run: every rank must call
+        ``measure`` with the same probe and options (the gathers are collectives, and a
+        sharded model's forward is one); each forwards its :meth:`ProbeSet.shard`, the reduced
+        outputs are gathered, and rank 0 computes the topology. The record equals the
+        single-process one for the same probe (up to floating-point differences between
+        batch compositions).
 
     Returns
     -------
-    TopologyRecord
+    TopologyRecord or None
+        None on every rank but 0 when ``sharding`` is given.
         With the test-free baselines ``extras["margin"]`` (mean logit margin of the output on
         the probe labels) and ``extras["param_norm"]``, and ``timings`` per stage in seconds.
         Values that cannot be computed are NaN, with one warning per block naming the cause.
@@ -152,9 +209,17 @@ def measure(
         return out
 
     start = time.perf_counter()
-    with preserved_state(model):
-        clouds, skipped = collect_clouds(model, probe.batches(batch_size), hooked, reduce, forward)
+    part = probe if sharding is None else probe.shard(sharding.rank, sharding.world_size)
+    same_model = nullcontext() if sharding is None else sharding.rank_zero_buffers(model)
+    with preserved_state(model), same_model:
+        clouds, skipped = collect_clouds(model, part.batches(batch_size), hooked, reduce, forward)
     timings["forward"] = time.perf_counter() - start - timings["reduction"]
+    if sharding is not None:
+        start = time.perf_counter()
+        clouds = {name: sharding.gather(cloud, len(probe)) for name, cloud in clouds.items()}
+        timings["gather"] = time.perf_counter() - start
+        if sharding.rank != 0:
+            return None
     where = "" if epoch is None else f"epoch {epoch}, "
     for name, reason in skipped.items():
         warnings.warn(

@@ -194,16 +194,27 @@ class ProbeSet:
     def batches(self, batch_size: int) -> Iterator[Any]:
         """The inputs in consecutive batches (tensors, or the same structure as the inputs)."""
         for start in range(0, len(self), batch_size):
-            yield _slice(self.inputs, slice(start, start + batch_size))
+            yield _index(self.inputs, slice(start, start + batch_size))
+
+    def shard(self, rank: int, world_size: int) -> ProbeSet:
+        """Rank ``rank``'s share of the probe for a forward pass split over ``world_size``
+        ranks: the ``rank``-th block of ``ceil(n / world_size)`` consecutive items, padded to
+        that size by repeating the last item. Every rank thus runs the same number of
+        equal batches (a sharded model's forward is a collective), and the concatenated
+        outputs of ranks 0, 1, ... cut to ``n`` rows are the outputs in probe order."""
+        size = -(-len(self) // world_size)
+        rows = torch.arange(rank * size, (rank + 1) * size).clamp(max=len(self) - 1)
+        return ProbeSet(_index(self.inputs, rows), self.labels[rows], None, self.classified)
 
 
-def _slice(inputs: Any, part: slice) -> Any:
+def _index(inputs: Any, index: slice | torch.Tensor) -> Any:
+    """The rows ``index`` of every tensor of the inputs' structure."""
     if isinstance(inputs, torch.Tensor):
-        return inputs[part]
+        return inputs[index]
     if isinstance(inputs, Mapping):
-        return {k: _slice(v, part) for k, v in inputs.items()}
+        return {k: _index(v, index) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_slice(v, part) for v in inputs)
+        return type(inputs)(_index(v, index) for v in inputs)
     raise TypeError(f"cannot batch probe inputs of type {type(inputs).__name__}")
 
 

@@ -1,4 +1,5 @@
-"""TopologyMonitor under real DDP: 2 CPU processes (gloo), launched as a script the way users do.
+"""TopologyMonitor under real DDP (2 and 3 CPU processes, gloo) and under FSDP2 (Lightning's
+ModelParallelStrategy on CPU), launched as a script the way users do.
 
 Lightning's "ddp" strategy starts the other ranks by running the script again, so the run happens
 in a subprocess of its own (tests/ddp_script.py); its process group is killed if it hangs.
@@ -71,12 +72,14 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert ranks[0]["metric"] == pytest.approx(lines[-1]["values"]["E0_1"][-1], rel=1e-6)
 
 
-@pytest.mark.parametrize(("devices", "probe_size"), [(2, 49), (3, 49)])
+@pytest.mark.parametrize(("devices", "probe_size", "sharded"), [(2, 49, 0), (3, 49, 0), (2, 49, 1)])
 def test_every_rank_forwards_its_share_and_the_record_is_the_single_process_one(
-    tmp_path, devices, probe_size
+    tmp_path, devices, probe_size, sharded
 ):
     # 49 probe items: shards of 25 + 24 on 2 ranks, 17 + 17 + 15 on 3 (padded to equal size).
-    result = run_script(tmp_path, devices, probe_size)
+    # sharded: FSDP2 through Lightning's ModelParallelStrategy, on CPU (gloo): no rank can run
+    # the forward pass alone, and the parameter norm needs every rank's shard.
+    result = run_script(tmp_path, devices, probe_size, sharded)
     assert result.returncode == 0, result.stdout
     ranks = [json.loads((tmp_path / f"rank{r}.txt").read_text()) for r in range(devices)]
     assert len({r["metric"] for r in ranks}) == 1
@@ -95,3 +98,4 @@ def test_every_rank_forwards_its_share_and_the_record_is_the_single_process_one(
             np.testing.assert_allclose(logged.values[metric], values, rtol=1e-6, err_msg=metric)
     np.testing.assert_allclose(logged.sw, single.sw, rtol=1e-6)
     assert logged.extras["margin"] == pytest.approx(single.extras["margin"], rel=1e-6)
+    assert logged.extras["param_norm"] == pytest.approx(single.extras["param_norm"], rel=1e-9)

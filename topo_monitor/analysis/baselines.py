@@ -38,8 +38,15 @@ def mean_margin(logits: Any, labels: Any) -> float:
 
 
 def param_norm(model: nn.Module) -> float:
-    """Euclidean norm of all the model's parameters together, in float64."""
-    squares = [p.detach().double().square().sum().cpu() for p in model.parameters()]
+    """Euclidean norm of all the model's parameters together, in float64.
+
+    A parameter sharded over ranks (a ``DTensor``, as FSDP2 makes them) is gathered whole
+    first: a collective, so under a sharded strategy every rank must call this, in step.
+    """
+    squares = []
+    for p in model.parameters():
+        whole = p.full_tensor() if hasattr(p, "full_tensor") else p
+        squares.append(whole.detach().double().square().sum().cpu())
     return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
 
 

@@ -218,8 +218,9 @@ def measure(
         start = time.perf_counter()
         clouds = {name: sharding.gather(cloud, len(probe)) for name, cloud in clouds.items()}
         timings["gather"] = time.perf_counter() - start
-        if sharding.rank != 0:
-            return None
+    norm = param_norm(model)  # before rank 0 goes on alone: a collective for sharded parameters
+    if sharding is not None and sharding.rank != 0:
+        return None
     where = "" if epoch is None else f"epoch {epoch}, "
     for name, reason in skipped.items():
         warnings.warn(
@@ -246,7 +247,7 @@ def measure(
     record.timings = {**timings, **record.timings}
     record.extras = {
         "margin": mean_margin(clouds[OUTPUT], probe.labels) if probe.classified else math.nan,
-        "param_norm": param_norm(model),
+        "param_norm": norm,
     }
     _warn_problems(record.problems, where)
     return record

@@ -1,5 +1,6 @@
-"""Analyses built on measurements: test-free baselines, generalization prediction, stopping rules
-and adversarial-example topology (torchattacks is imported only when an attack is made)."""
+"""Analyses built on measurements: test-free baselines, generalization prediction, stopping rules,
+redundant blocks and adversarial-example topology (torchattacks is imported only when an attack
+is made)."""
 
 from topo_monitor.analysis.adversarial import AdversarialTable, adversarial_topology
 from topo_monitor.analysis.baselines import mean_margin, param_norm
@@ -8,6 +9,7 @@ from topo_monitor.analysis.generalization import (
     GeneralizationPredictor,
     features_from_record,
 )
+from topo_monitor.analysis.redundancy import redundant_blocks
 from topo_monitor.analysis.stopping import (
     ConvergenceRule,
     PlateauRule,
@@ -27,4 +29,5 @@ __all__ = [
     "features_from_record",
     "mean_margin",
     "param_norm",
+    "redundant_blocks",
 ]

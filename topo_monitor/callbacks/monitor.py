@@ -49,11 +49,18 @@ class TopologyMonitor(*CALLBACK_BASES):
     * ``E0_1`` — E^0_1, total H0 persistence of the Vietoris–Rips filtration = Euclidean MST length;
       ``E0_1_scaled`` — the same divided by the cloud's RMS radius (scale-free, comparable across
       blocks); ``E0_mean_lifespan`` — E^0_1 per bar;
+    * ``beta0`` — β0 at scale, the clusters separated by gaps wider than 3 median MST edges
+      (:func:`~topo_monitor.tda.persistence.betti0_at_scale`): per class, averaged, ≈ 1 when
+      every class is one cluster; with ``per_class=False``, of the whole cloud, ≈ the number of
+      classes when the block separates them;
     * ``PHdim`` — the persistent-homology dimension, with ``PHdim_r2``, the R² of its fit;
     * ``E1_1``, ``E1_1_scaled``, ``E1_mean_lifespan`` — the same for H1 (opt-in, capped);
     * the L×L sliced-Wasserstein distances between the blocks' scale-free H0 diagrams, and
       ``H0_velocity`` — the SW distance each block's scale-free H0 diagrams moved since the
-      previous monitored epoch (NaN, hence not logged, at the first one);
+      previous monitored epoch (NaN, hence not logged, at the first one), and
+      ``H0_bottleneck_prev_block`` — the bottleneck distance between each block's scale-free H0
+      diagrams and the previous block's (≈ 0: a redundant block, see
+      :func:`~topo_monitor.analysis.redundant_blocks`; NaN, not logged, for the first block);
     * with ``metrics=(..., "functional")`` (opt-in, costly), per network rather than per block: the
       topology of the functional graph of the network's neurons (the channels of every block,
       up to ``functional_max_neurons`` drawn across blocks; edges weighted by 1 − |ρ| of their

@@ -9,6 +9,7 @@ from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
 from topo_monitor.tda.functional import FunctionalTopology, functional_topology
 from topo_monitor.tda.persistence import (
     barcode,
+    betti0_at_scale,
     cloud_scale,
     h0_death_times,
     h0_death_times_many,
@@ -20,6 +21,7 @@ __all__ = [
     "FunctionalTopology",
     "PHDimResult",
     "barcode",
+    "betti0_at_scale",
     "cloud_scale",
     "distance_matrix",
     "functional_topology",

@@ -19,12 +19,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from topo_monitor._validation import as_cloud, as_diagram, as_positive
+from topo_monitor._validation import as_cloud, as_diagram, as_positive, check
 from topo_monitor.tda.mst import by_shape, chunks, mst_edges, work_dtype
 from topo_monitor.tda.sampling import as_generator, random_orders
 
 __all__ = [
+    "BETA0_FACTOR",
     "barcode",
+    "betti0_at_scale",
     "cloud_scale",
     "flag_bars",
     "h0_death_times",
@@ -228,6 +230,77 @@ def mean_lifespan(bars: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -
     if len(bars) == 0:
         return math.nan
     return float(np.mean(bars[:, 1] - bars[:, 0]))
+
+
+BETA0_FACTOR = 3.0
+"""Default factor of :func:`betti0_at_scale`: gaps wider than 3 median MST edges separate clusters.
+
+Measured on Gaussian blobs (20 draws per case): one blob gives β0 = 1 at factor 3 in dimension
+≥ 8 (n ≤ 1000 points) and in dimension 4 up to n = 100 (1.15 on average). Lower-dimensional
+clouds have sparse tails whose points count as components (mean β0 at factor 3, n = 100: 1.9 in
+3-D, 4.9 in 2-D; the longest MST edge of a 2-D blob of 300 points is ~9 median edges). Five blobs
+of 30-300 points in dimension 8-128, centres D RMS radii apart (10 draws each), give 5 at every
+factor in [3, 4] for D = 6, in [3, 6] for D = 8 and in [3, 8] for D = 12 (at factor 3 and
+D = 4: 3.6-5); factor 2 splits blobs of 100+ points in dimension 8 (5.2-6.7). On a 4-layer MLP
+trained on digits (10 classes, 100 inputs each) the output's whole cloud has β0 = 1 untrained and
+8 at 99.8 % accuracy at factor 3, but 1 throughout at factor 5: its classes are separated by gaps
+of 2.5-4 median edges only.
+"""
+
+
+def betti0_at_scale(
+    deaths: np.ndarray | torch.Tensor | Sequence[float], factor: float = BETA0_FACTOR
+) -> int:
+    """β0 at a scale-free threshold: the clusters of a cloud, told apart by gaps much wider than the
+    cloud's typical spacing, with no unit to choose.
+
+    The components of the Rips complex at ``factor × median(deaths)``: one (the infinite bar) plus
+    the H0 bars that die above it. The median MST edge is a point's typical distance to its
+    neighbours, unmoved by the few long edges that join clusters; the count does not change when
+    the cloud is moved, rotated or scaled.
+
+    Parameters
+    ----------
+    deaths : array-like, shape (n - 1,)
+        The finite H0 death times of a cloud of n points (its MST edge lengths), e.g.
+        ``h0_death_times(X)`` or ``barcode(X)[0][:, 1]``.
+    factor : float, default :data:`BETA0_FACTOR`
+        The threshold in median MST edges.
+
+    Returns
+    -------
+    int
+        At least 1: 1 for a single point, or for points that all coincide.
+
+    Raises
+    ------
+    ValueError
+        If ``deaths`` is not one-dimensional, or holds negative, NaN or infinite values, or
+        ``factor`` is not a positive finite number.
+
+    Notes
+    -----
+    Zero deaths (duplicate points, e.g. inputs that a ReLU maps to one vector) are left out of
+    the median: a cloud with over half its points duplicated would otherwise have a zero scale
+    and count every distinct point as a component.
+    """
+    if isinstance(deaths, torch.Tensor):
+        deaths = deaths.detach().cpu().numpy()
+    deaths = np.asarray(deaths, dtype=np.float64)
+    check(
+        deaths.ndim == 1,
+        f"deaths must be one-dimensional, shape (n - 1,), got shape {deaths.shape}: "
+        "for a diagram of (birth, death) pairs pass its deaths, bars[:, 1]",
+    )
+    check(
+        bool(np.isfinite(deaths).all() and (deaths >= 0).all()),
+        "deaths must be finite and non-negative (H0 death times): drop the infinite bar first",
+    )
+    factor = as_positive(factor, "factor")
+    spaced = deaths[deaths > 0]
+    if spaced.size == 0:
+        return 1
+    return 1 + int(np.count_nonzero(deaths > factor * np.median(spaced)))
 
 
 def cloud_scale(X: torch.Tensor | np.ndarray) -> float:

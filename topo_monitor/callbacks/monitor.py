@@ -95,9 +95,14 @@ class TopologyMonitor(*CALLBACK_BASES):
         Probe inputs per class, drawn from the training dataset (papers: 300–350).
     probe : Dataset, (inputs, labels) tensors, ProbeSet, or None
         The probe set. None draws it from ``trainer.train_dataloader``'s dataset.
-    reduction : {"gap", "top_l2", "flatten"}, default "gap"
-        Global average pooling over positions; the position vector of largest l2 norm; or the
-        whole output (small layers only).
+    reduction : str, default "gap"
+        ``"gap"``: global average pooling over positions; ``"top_l2"``: the position vector of
+        largest l2 norm; ``"flatten"``: the whole output (small layers only); or a spatial
+        reduction, several points per input (Purvine et al.): ``"spatial"`` (every position),
+        ``"spatial_random"`` (5 random positions, the same every epoch), ``"spatial_top1"``,
+        ``"spatial_top5"`` (the largest-norm positions), at most
+        :data:`~topo_monitor.probing.reduction.MAX_POINTS` per class cloud; each point has its
+        input's class (see :func:`~topo_monitor.measure`).
     every_n_epochs : int, default 1
         Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
     metrics, homology_dims, h1_max_points, per_class, alpha, normalize, phdim_draws, sw_directions

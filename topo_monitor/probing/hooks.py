@@ -194,13 +194,15 @@ def collect_clouds(
         Moved to the model's device one at a time.
     hooked : iterable of str
         Module names to hook (see :func:`resolve_blocks`).
-    reduce : callable ``(block name, output) -> (B, C) tensor``
+    reduce : callable ``(block name, output) -> (B * k, C) tensor``
+        ``k`` points per input, consecutive (see :class:`~topo_monitor.probing.reduction.Reducer`,
+        which also records ``k`` per block); 1 for the model output.
     forward : callable ``(model, inputs) -> output``, optional
         Default ``model(inputs)``.
 
     Returns
     -------
-    clouds : dict of block name to torch.Tensor of shape (n, C)
+    clouds : dict of block name to torch.Tensor of shape (n * k, C)
         In execution order, the model's output (:data:`OUTPUT`) last.
     skipped : dict of block name to the reason it has no cloud
 

@@ -26,7 +26,7 @@ from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
 from topo_monitor.probing.hooks import collect_clouds, preserved_state
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.probing.reduction import REDUCTIONS, reduce_output
+from topo_monitor.probing.reduction import REDUCTIONS, Reducer
 from topo_monitor.probing.summary import SummaryConfig, summarize
 
 __all__ = ["BlocksSpec", "ProbeLike", "ProbeSharding", "as_probe", "measure"]
@@ -76,7 +76,8 @@ class ProbeSharding:
                     buffer.copy_(own[name])
 
     def gather(self, shard: torch.Tensor, n: int) -> torch.Tensor:
-        """Every rank's ``shard`` of a cloud, in rank order, cut to the probe's ``n`` rows."""
+        """Every rank's ``shard`` of a cloud, in rank order, cut to its ``n`` rows (the probe's
+        inputs times the block's points per input)."""
         gathered = self.all_gather(shard.contiguous())
         return gathered.reshape(-1, *shard.shape[1:])[:n]
 
@@ -139,10 +140,11 @@ def measure(
     """Measure the topology of every block of ``model`` on a probe set.
 
     The probe inputs go through the model in eval mode under ``no_grad``, in batches on the
-    model's device; each block's output is reduced to one vector per input; then per block (per
-    class, averaged) E lifespans, PHdim and the SW matrix are computed (:func:`summarize`). The
-    model's per-module modes, its gradient state and the torch/NumPy/Python random streams are
-    left as they were, so measuring inside a training run changes nothing in it.
+    model's device; each block's output is reduced to one point per input, or several (the
+    spatial reductions); then per block (per class, averaged) E lifespans, PHdim and the SW
+    matrix are computed (:func:`summarize`). The model's per-module modes, its gradient state
+    and the torch/NumPy/Python random streams are left as they were, so measuring inside a
+    training run changes nothing in it.
 
     Parameters
     ----------
@@ -155,15 +157,23 @@ def measure(
         As :class:`~topo_monitor.TopologyMonitor`; ``"auto"`` is
         :func:`~topo_monitor.probing.candidate_blocks`. The model output is always the last
         block. A named block that the forward pass never calls is not measured, with a warning.
-    reduction : {"gap", "top_l2", "flatten"}
+    reduction : str
+        One of :data:`~topo_monitor.probing.REDUCTIONS`: ``"gap"``, ``"top_l2"``, ``"flatten"``,
+        ``"spatial"``, ``"spatial_random"``, ``"spatial_top1"``, ``"spatial_top5"`` (see
+        :class:`~topo_monitor.probing.reduction.Reducer`). The spatial ones give several
+        points per input (its spatial activation vectors, capped at
+        :data:`~topo_monitor.probing.reduction.MAX_POINTS` per class cloud), each labelled with
+        its input's class: per-class clouds are formed from all points of the class's inputs.
+        The model output keeps one point per input (the margin is unchanged).
     seed : int
-        Seeds the private generators of the PHdim and H1 subsamples (and of a probe draw).
+        Seeds the private generators of the PHdim and H1 subsamples (and of a probe draw, and of
+        the random positions of the spatial reductions: the same every epoch).
     forward : callable ``(model, inputs) -> output``, optional
         Default ``model(inputs)``; e.g. ``lambda m, batch: m(**batch)``.
     batch_size : int
         Probe inputs per forward pass.
     channel_dim : None, 1 or -1
-        Channel dimension of 3-D outputs (see :func:`~topo_monitor.probing.reduce_output`).
+        Channel dimension of 3-D outputs (see :class:`~topo_monitor.probing.reduction.Reducer`).
     config : SummaryConfig, optional
         What to compute; or give its fields as keyword arguments (``metrics=("e0",)``,
         ``homology_dims=(0, 1)``, ...), not both.
@@ -201,22 +211,36 @@ def measure(
     probe = as_probe(probe, samples_per_class, seed, unpack, config.per_class)
     hooked = resolve_blocks(model, blocks)
     timings = {"reduction": 0.0}
+    part = probe if sharding is None else probe.shard(sharding.rank, sharding.world_size)
+    # The largest cloud measured: the cap on points per input (spatial reductions) is set by it.
+    per_cloud = len(probe)
+    if config.per_class:
+        per_cloud = int(torch.unique(probe.labels, return_counts=True)[1].max())
+    reducer = Reducer(
+        reduction,
+        channel_dim,
+        inputs_per_cloud=per_cloud,
+        seed=seed,
+        first_input=0 if sharding is None else sharding.rank * len(part),
+    )
 
     def reduce(name: str, tensor: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
-        out = reduce_output(tensor, reduction, channel_dim)
+        out = reducer(name, tensor)
         timings["reduction"] += time.perf_counter() - start
         return out
 
     start = time.perf_counter()
-    part = probe if sharding is None else probe.shard(sharding.rank, sharding.world_size)
     same_model = nullcontext() if sharding is None else sharding.rank_zero_buffers(model)
     with preserved_state(model), same_model:
         clouds, skipped = collect_clouds(model, part.batches(batch_size), hooked, reduce, forward)
     timings["forward"] = time.perf_counter() - start - timings["reduction"]
     if sharding is not None:
         start = time.perf_counter()
-        clouds = {name: sharding.gather(cloud, len(probe)) for name, cloud in clouds.items()}
+        clouds = {
+            name: sharding.gather(cloud, len(probe) * reducer.points_per_input[name])
+            for name, cloud in clouds.items()
+        }
         timings["gather"] = time.perf_counter() - start
     norm = param_norm(model)  # before rank 0 goes on alone: a collective for sharded parameters
     if sharding is not None and sharding.rank != 0:
@@ -242,6 +266,7 @@ def measure(
         config,
         generator=torch.Generator().manual_seed(seed),
         previous=previous,
+        inputs=reducer.inputs(len(probe)),
     )
     record.epoch, record.step = epoch, step
     record.timings = {**timings, **record.timings}

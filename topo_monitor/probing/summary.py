@@ -227,14 +227,16 @@ def summarize(
     config: SummaryConfig,
     generator: torch.Generator | None = None,
     previous: TopologyRecord | None = None,
+    inputs: Mapping[str, torch.Tensor] | None = None,
 ) -> TopologyRecord:
     """Topology summaries of every block's reduced cloud.
 
     Parameters
     ----------
-    clouds : mapping of block name to torch.Tensor of shape (n, C_block)
-        In execution order; row i of every cloud is probe input i.
+    clouds : mapping of block name to torch.Tensor of shape (n_block, C_block)
+        In execution order; row i of a cloud is probe input i, unless ``inputs`` maps its rows.
     labels : torch.Tensor, shape (n,)
+        The probe inputs' labels.
     config : SummaryConfig
     generator : torch.Generator, optional
         For PHdim and H1 subsamples and the functional graph's neuron draw; a fresh seed-0
@@ -244,6 +246,11 @@ def summarize(
         With ``"sw"`` in ``config.metrics``, ``H0_velocity`` of each block is the class-averaged
         SW distance between its scale-free H0 diagrams then and now: how fast the block's
         topology still moves. NaN without a previous record, or for blocks it lacks.
+    inputs : mapping of block name to torch.Tensor of int, shape (n_block,), optional
+        For blocks with several points per input (the spatial reductions, see
+        :meth:`~topo_monitor.probing.reduction.Reducer.inputs`): the probe input of each row.
+        Each point carries its input's label: a class's cloud holds all points of its inputs,
+        and the geometry baselines label every row.
 
     Returns
     -------
@@ -254,13 +261,16 @@ def summarize(
         Values that cannot be computed (NaN/Inf activations, a collapsed cloud, too few points)
         are NaN, and ``problems`` says why, per block. With ``"functional"``, the functional
         graph of the neurons of every block with finite activations (the columns of the
-        clouds, over all probe inputs together, whatever ``per_class``) gives
-        ``record.network`` and ``record.curves``.
+        clouds, over all probe inputs together, whatever ``per_class``; for a block with several
+        points per input, the mean of each input's points, as the graph correlates neurons over
+        inputs) gives ``record.network`` and ``record.curves``.
     """
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     names = list(clouds)
     L = len(names)
     labels = labels.cpu()
+    inputs = {name: rows.cpu() for name, rows in (inputs or {}).items()}
+    point_labels = {name: labels[inputs[name]] if name in inputs else labels for name in names}
     classes = np.unique(labels.numpy()).tolist() if config.per_class else [-1]
     timings: dict[str, float] = {}
     problems: list[list[str]] = []
@@ -270,17 +280,22 @@ def summarize(
     finite: list[torch.Tensor] = []
     for b, name in enumerate(names):
         cloud = clouds[name]
+        check(
+            len(cloud) == len(point_labels[name]),
+            f"block {name!r} has {len(cloud)} points for {len(point_labels[name])} labels: give "
+            "inputs= for a cloud with several points per input",
+        )
         bad = ~torch.isfinite(cloud).all(dim=1)
         if bool(bad.any()):
             problems.append(
-                [name, f"activations hold NaN or Inf for {int(bad.sum())} of {len(cloud)} inputs"]
+                [name, f"activations hold NaN or Inf for {int(bad.sum())} of {len(cloud)} points"]
             )
             continue
-        finite.append(cloud)
+        finite.append(_input_means(cloud, inputs[name], len(labels)) if name in inputs else cloud)
         if config.normalize == "minmax":
             cloud = minmax_scale(cloud)
         for k, c in enumerate(classes):
-            members = cloud if c == -1 else cloud[(labels == c).to(cloud.device)]
+            members = cloud if c == -1 else cloud[(point_labels[name] == c).to(cloud.device)]
             groups.append((b, k, members))
 
     shape = (L, len(classes))
@@ -366,7 +381,7 @@ def summarize(
     values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
     if "geometry" in config.metrics:
         with _timed(timings, "geometry"):
-            values.update(_geometry(clouds, labels, names))
+            values.update(_geometry(clouds, point_labels, names))
     if sw is not None:
         values[VELOCITY] = velocity
         values[BOTTLENECK] = bottleneck
@@ -404,16 +419,26 @@ def _functional_values(
     return network, curves
 
 
+def _input_means(cloud: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``(n, C)``: the mean of each input's points, from a cloud whose row r is a point of input
+    ``rows[r]`` (every input of ``0, ..., n - 1`` having some)."""
+    rows = rows.to(cloud.device)
+    sums = torch.zeros(n, cloud.shape[1], dtype=cloud.dtype, device=cloud.device)
+    counts = torch.bincount(rows, minlength=n).to(cloud.dtype)
+    return sums.index_add_(0, rows, cloud) / counts[:, None]
+
+
 def _geometry(
-    clouds: Mapping[str, torch.Tensor], labels: torch.Tensor, names: list[str]
+    clouds: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], names: list[str]
 ) -> dict[str, list[float]]:
-    """The geometry baselines of every block's whole cloud (NaN for a non-finite cloud)."""
+    """The geometry baselines of every block's whole cloud (NaN for a non-finite cloud), with
+    ``labels[name]`` the label of each of its points."""
     values: dict[str, list[float]] = {name: [] for name in GEOMETRY}
     for name in names:
         X = clouds[name]
         finite = bool(torch.isfinite(X).all())
-        values["davies_bouldin"].append(davies_bouldin(X, labels) if finite else math.nan)
-        values["nc1"].append(neural_collapse_nc1(X, labels) if finite else math.nan)
+        values["davies_bouldin"].append(davies_bouldin(X, labels[name]) if finite else math.nan)
+        values["nc1"].append(neural_collapse_nc1(X, labels[name]) if finite else math.nan)
         values["effective_rank"].append(effective_rank(X) if finite else math.nan)
     return values
 

@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_data import load
 from topo_monitor import measure
-from topo_monitor.analysis.baselines import param_distance
+from topo_monitor.analysis.baselines import GEOMETRY, param_distance
 from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
@@ -62,7 +62,6 @@ from topo_monitor.analysis.generalization import (
 )
 from topo_monitor.analysis.pgdl import conditional_mutual_information, granulated_kendall
 from topo_monitor.probing import ProbeSet
-from topo_monitor.probing.summary import GEOMETRY
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "generalization")
 GRIDS = {

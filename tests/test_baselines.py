@@ -12,12 +12,14 @@ from sklearn.metrics import davies_bouldin_score
 from helpers import MLP, blobs
 from topo_monitor import measure
 from topo_monitor.analysis.baselines import (
+    GEOMETRY,
     davies_bouldin,
     effective_rank,
     neural_collapse_nc1,
     param_distance,
 )
-from topo_monitor.probing.summary import GEOMETRY, SummaryConfig, metric_names
+from topo_monitor.analysis.generalization import BASELINE_FEATURES, features_from_record
+from topo_monitor.probing.summary import SummaryConfig, metric_names
 
 
 def test_davies_bouldin_equals_scikit_learn(rng):
@@ -78,3 +80,12 @@ def test_geometry_group_in_a_record():
     np.testing.assert_allclose(record.values["davies_bouldin"][-1], davies_bouldin(logits, y))
     np.testing.assert_allclose(record.values["effective_rank"][-1], effective_rank(logits))
     assert "geometry" not in SummaryConfig().metrics  # opt-in
+
+
+def test_geometry_baselines_reach_the_predictor():
+    torch.manual_seed(0)
+    record = measure(MLP().eval(), blobs(n_per_class=30).tensors, metrics=("e0", "geometry"))
+    features = features_from_record(record)
+    for name in GEOMETRY:
+        assert name in BASELINE_FEATURES
+        assert features[name] == record.values[name][-2]  # the last hidden block

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "GEOMETRY",
     "davies_bouldin",
     "effective_rank",
     "mean_margin",
@@ -22,6 +23,9 @@ __all__ = [
     "param_distance",
     "param_norm",
 ]
+
+GEOMETRY = ("davies_bouldin", "nc1", "effective_rank")
+"""The representation-geometry baselines of one block (the ``"geometry"`` metric group)."""
 
 
 def mean_margin(logits: Any, labels: Any) -> float:

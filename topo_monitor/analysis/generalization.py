@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from topo_monitor._validation import as_names, as_real, check
+from topo_monitor.analysis.baselines import GEOMETRY
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.functional import FUNCTIONAL_SUMMARIES
 
@@ -38,7 +39,9 @@ BLOCK_FEATURES = ("E0_1", "E0_1_scaled", "PHdim", "E1_1", "E1_1_scaled")
 NETWORK_FEATURES = tuple(f"functional_{s}_H{k}" for k in (1, 2) for s in FUNCTIONAL_SUMMARIES)
 """The functional graph's summaries (``record.network``), when the monitor computes them."""
 TOPOLOGY_FEATURES = BLOCK_FEATURES + NETWORK_FEATURES
-BASELINE_FEATURES = ("train_loss", "margin", "param_norm")
+BASELINE_FEATURES = ("train_loss", "margin", "param_norm", *GEOMETRY)
+"""The test-free baselines: final training loss, output margin, parameter norm, and (with the
+``"geometry"`` metric group) the block's Davies–Bouldin index, NC1 and effective rank."""
 
 
 @dataclass
@@ -189,8 +192,9 @@ def features_from_record(
     """Test-free features of one monitored epoch, for a calibration record or a prediction.
 
     The topological features of ``block`` (default: the last hidden one, index -2; the model
-    output is -1), the functional graph's summaries when recorded, the baselines the monitor
-    measured (``margin``, ``param_norm``) and, if given, the final training loss. Typical use
+    output is -1) and its geometry baselines when recorded, the functional graph's summaries,
+    the baselines the monitor measured (``margin``, ``param_norm``) and, if given, the final
+    training loss. Typical use
     after ``trainer.fit``::
 
         calibration.add("run-7", test_accuracy, features_from_record(
@@ -215,7 +219,7 @@ def features_from_record(
     features = {
         name: float(values[index])
         for name, values in record.values.items()
-        if name in BLOCK_FEATURES
+        if name in BLOCK_FEATURES or name in GEOMETRY
     }
     features.update(
         {name: float(v) for name, v in record.network.items() if name in NETWORK_FEATURES}

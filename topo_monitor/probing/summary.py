@@ -19,7 +19,12 @@ import numpy as np
 import torch
 
 from topo_monitor._validation import as_positive, check, is_positive_int
-from topo_monitor.analysis.baselines import davies_bouldin, effective_rank, neural_collapse_nc1
+from topo_monitor.analysis.baselines import (
+    GEOMETRY,
+    davies_bouldin,
+    effective_rank,
+    neural_collapse_nc1,
+)
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.dimension import ph_dimensions
 from topo_monitor.tda.distances import distance_matrix, paired_distances
@@ -62,8 +67,6 @@ the topology of the network's functional graph (per network, opt-in: it is costl
 geometry baselines a topological measure must beat (opt-in: Davies–Bouldin index, NC1, effective
 rank of each block's whole cloud)."""
 
-GEOMETRY = ("davies_bouldin", "nc1", "effective_rank")
-"""The ``"geometry"`` group's per-block baselines (:mod:`topo_monitor.analysis.baselines`)."""
 
 DEFAULT_METRICS = ("e0", "phdim", "sw")
 """The metric groups computed unless told otherwise: all but ``"functional"`` and

@@ -371,7 +371,10 @@ class TopologyMonitor(*CALLBACK_BASES):
         )
         if trainer.is_global_zero or sharding is not None:
             try:
-                record = self.measure(pl_module, epoch, trainer.global_step, previous, sharding)
+                # sharding by keyword and only when sharded: single-process overrides of measure()
+                # with the older signature keep working
+                shared = {} if sharding is None else {"sharding": sharding}
+                record = self.measure(pl_module, epoch, trainer.global_step, previous, **shared)
             except Exception as err:  # monitoring must never end the user's training run
                 rank_zero_warn(
                     f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"

@@ -1,4 +1,5 @@
-"""The benchmarks' data, offline: scikit-learn's digits and Fashion-MNIST from the Debian package.
+"""The benchmarks' data, offline (digits, and Fashion-MNIST from the Debian package), and how they
+score a model on it.
 
 ``apt-get install dataset-fashion-mnist`` puts its IDX files in :data:`FASHION`
 (``dpkg -L dataset-fashion-mnist``). The subsamples are fixed (seed 2024): digits keeps 450 random
@@ -12,7 +13,9 @@ import gzip
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.datasets import load_digits
+from torch import nn
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -60,3 +63,14 @@ def load(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
         return torch.from_numpy((X - mean) / std).unsqueeze(1)
 
     return tensor(X_pool), torch.as_tensor(y_pool), tensor(X_test), torch.as_tensor(y_test)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Cross-entropy and accuracy on ``(x, y)`` in eval mode (dropout off), the mode left as it
+    was: what the benchmarks record as training loss and test accuracy."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    model.train(was_training)
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())

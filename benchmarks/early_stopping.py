@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench_data import load
+from bench_data import evaluate, load
 from topo_monitor import PlateauRule, StoppingRule, TopologyMonitor
 from topo_monitor.callbacks.early_stopping import DEFAULT_RULE, RULES, make_rule
 
@@ -128,15 +128,6 @@ class Classifier(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
-def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = model(X)
-    model.train(was_training)
-    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
-
-
 class Recorder(pl.Callback):
     """Per epoch: the training loss (epoch mean), the evaluation sets, and the monitor's record."""
 
@@ -153,7 +144,7 @@ class Recorder(pl.Callback):
         self.series["train_loss"].append(sum(pl_module.losses) / self.n_train)
         pl_module.losses.clear()
         for name, (X, y) in self.evaluate.items():
-            loss, acc = _evaluate(pl_module, X, y)
+            loss, acc = evaluate(pl_module, X, y)
             self.series.setdefault(f"{name}_loss", []).append(loss)
             self.series.setdefault(f"{name}_acc", []).append(acc)
         if self.monitor is not None:

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench_data import load
+from bench_data import evaluate, load
 from topo_monitor import measure
 from topo_monitor.analysis.baselines import GEOMETRY, param_distance
 from topo_monitor.analysis.generalization import (
@@ -162,16 +162,6 @@ class MLP(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         run = self.run
         return torch.optim.Adam(self.parameters(), lr=run.lr, weight_decay=run.weight_decay)
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Cross-entropy and accuracy in eval mode (dropout off), the mode left as it was."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = model(x)
-    model.train(was_training)
-    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
 def features(record, model: nn.Module, initial: dict, train_loss: float) -> dict[str, float]:

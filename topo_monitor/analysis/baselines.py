@@ -72,13 +72,17 @@ def param_distance(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> flo
     return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
 
 
-def _class_means(X: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The class index of every row (n,) and the class means (k, d), in float64."""
+def _by_class(
+    X: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The class index of every row (n,), the class means (k, d) and the rows minus their
+    class's mean (n, d), in float64 on the CPU."""
     classes, index = torch.unique(labels.cpu(), return_inverse=True)
     X = X.detach().double().cpu()
     means = torch.zeros(len(classes), X.shape[1], dtype=torch.float64)
     means.index_add_(0, index, X)
-    return index, means / torch.bincount(index, minlength=len(classes))[:, None]
+    means = means / torch.bincount(index, minlength=len(classes))[:, None]
+    return index, means, X - means[index]
 
 
 def davies_bouldin(X: torch.Tensor, labels: torch.Tensor) -> float:
@@ -99,10 +103,10 @@ def davies_bouldin(X: torch.Tensor, labels: torch.Tensor) -> float:
         NaN with fewer than two classes. Coinciding class means are ignored, as scikit-learn
         does.
     """
-    index, means = _class_means(X, labels)
+    index, means, centred = _by_class(X, labels)
     if len(means) < 2:
         return math.nan
-    spread = (X.detach().double().cpu() - means[index]).norm(dim=1)
+    spread = centred.norm(dim=1)
     s = torch.zeros(len(means), dtype=torch.float64).index_add_(0, index, spread)
     s = s / torch.bincount(index, minlength=len(means))
     separation = torch.cdist(means, means, compute_mode="donot_use_mm_for_euclid_dist")
@@ -126,11 +130,10 @@ def neural_collapse_nc1(X: torch.Tensor, labels: torch.Tensor) -> float:
     float
         NaN with fewer than two classes.
     """
-    index, means = _class_means(X, labels)
+    _, means, centred = _by_class(X, labels)
     K = len(means)
     if K < 2:
         return math.nan
-    centred = X.detach().double().cpu() - means[index]
     within = centred.T @ centred / len(centred)
     between_centred = means - means.mean(dim=0)
     between = between_centred.T @ between_centred / K

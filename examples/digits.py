@@ -5,7 +5,7 @@
 
 Every epoch, TopologyMonitor runs 50 training images per class through the network and logs,
 for every residual block and the output, the MST length E^0_1, its scale-free form, PHdim and the
-sliced-Wasserstein distances between blocks.
+sliced-Wasserstein distances between blocks (``--h1``, ``--functional``, ``--mapper``: more).
 """
 
 from __future__ import annotations
@@ -113,7 +113,11 @@ def main() -> None:
     parser.add_argument(
         "--functional", action="store_true", help="also the functional graph (Corneanu et al.)"
     )
+    parser.add_argument(
+        "--mapper", action="store_true", help="also the Mapper graphs' class purity (PNNL)"
+    )
     args = parser.parse_args()
+    extra = [g for g, on in (("functional", args.functional), ("mapper", args.mapper)) if on]
 
     pl.seed_everything(0, verbose=False)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -121,7 +125,7 @@ def main() -> None:
     monitor = TopologyMonitor(
         samples_per_class=args.samples_per_class,
         homology_dims=(0, 1) if args.h1 else (0,),
-        metrics=("e0", "phdim", "sw", "functional") if args.functional else ("e0", "phdim", "sw"),
+        metrics=("e0", "phdim", "sw", *extra),
     )
     logger = TensorBoardLogger(args.logdir, name="digits")
     trainer = pl.Trainer(

@@ -29,11 +29,13 @@ from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.probing.summary import (
     DEFAULT_METRICS,
     FUNCTIONAL_MAX_NEURONS,
+    MAPPER_MAX_POINTS,
     SummaryConfig,
     metric_names,
     network_names,
 )
 from topo_monitor.reporting.writer import TopologyWriter
+from topo_monitor.tda.mapper import MAPPER_GAIN, MAPPER_INTERVALS
 
 __all__ = ["TopologyMonitor"]
 
@@ -68,7 +70,13 @@ class TopologyMonitor(*CALLBACK_BASES):
       ``functional_bars_H<k>``, ``functional_life_H<k>``, ``functional_midlife_H<k>`` and
       ``functional_peak_density_H<k>`` (the edge density where β_k peaks), with
       ``functional_neurons`` and ``functional_constant_neurons``; logged as
-      ``topology/<name>`` and drawn as Betti curves against edge density.
+      ``topology/<name>`` and drawn as Betti curves against edge density;
+    * with ``metrics=(..., "mapper")`` (opt-in), the class purity of each block's Mapper graph
+      (ℓ2-norm filter, PNNL's seed paper): ``mapper_node_purity`` (mean over nodes of
+      1 / classes in the node), ``mapper_point_purity`` and ``mapper_class_purity`` (the same
+      averaged per point, and per class then over classes; each class's in the history); 1 when
+      no node mixes classes. The last hidden block's graph is drawn, nodes coloured by their
+      majority class and sized by their points.
 
     Logged as scalars ``topology/<metric>/<block>`` with ``step = epoch`` to every logger, a
     TensorBoard custom-scalars layout (one chart per metric, every block in it), figures (metric vs
@@ -107,11 +115,16 @@ class TopologyMonitor(*CALLBACK_BASES):
         Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
     metrics, homology_dims, h1_max_points, per_class, alpha, normalize, phdim_draws, sw_directions
         What to compute, as :class:`~topo_monitor.SummaryConfig` (defaults: every metric group
-        but ``"functional"``, H0 only, H1 capped at 150 points per class, per class, α = 1, no
-        normalisation, 3 PHdim draws per size, 50 SW directions).
+        but ``"functional"``, ``"geometry"`` and ``"mapper"``, H0 only, H1 capped at 150 points
+        per class, per class, α = 1, no normalisation, 3 PHdim draws per size, 50 SW
+        directions).
     functional_max_neurons : int, default 50
         With ``"functional"`` in ``metrics``: the functional graph's nodes, drawn across blocks
         when the network has more (its H2 costs ~m⁴).
+    mapper_intervals, mapper_gain, mapper_max_points : int, float, int, default 10, 0.3, 3000
+        With ``"mapper"`` in ``metrics``: the cover (intervals over the range of the norms and
+        their overlap) and the points per block the graph is built on (a random subsample when
+        more).
     seed : int, default 0
         Seeds the private generators of the probe draw and of the PHdim/H1 subsamples.
     batch_size : int, default 256
@@ -154,6 +167,9 @@ class TopologyMonitor(*CALLBACK_BASES):
         phdim_draws: int = 3,
         sw_directions: int = 50,
         functional_max_neurons: int = FUNCTIONAL_MAX_NEURONS,
+        mapper_intervals: int = MAPPER_INTERVALS,
+        mapper_gain: float = MAPPER_GAIN,
+        mapper_max_points: int = MAPPER_MAX_POINTS,
         batch_size: int = 256,
         channel_dim: int | None = None,
         unpack: Callable[[Any], tuple[Any, Any]] | None = None,
@@ -197,6 +213,9 @@ class TopologyMonitor(*CALLBACK_BASES):
             phdim_draws=phdim_draws,
             sw_directions=sw_directions,
             functional_max_neurons=functional_max_neurons,
+            mapper_intervals=mapper_intervals,
+            mapper_gain=mapper_gain,
+            mapper_max_points=mapper_max_points,
         )
         self.blocks = blocks
         self.samples_per_class = samples_per_class
@@ -389,8 +408,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         if short:
             self.measured_epoch = epoch
         if record is not None:
-            if previous is not None:
-                previous.diagrams = None  # only the newest diagrams are needed (velocity)
+            if previous is not None:  # only the newest are needed (velocity, the Mapper figure)
+                previous.diagrams = previous.mapper_graphs = None
             self.history.append(record)
             cadence = self.figures_every_n_epochs
             self.writer.write(

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from topo_monitor.tda.mapper import MapperGraph
+
 __all__ = ["TopologyRecord"]
 
 
@@ -54,6 +56,10 @@ class TopologyRecord:
     diagrams : dict[str, list of np.ndarray of shape (n_k, 2)] or None
         Per block, the scale-free H0 diagram of each class, for the next measurement's
         ``H0_velocity``. In memory only: not serialized, None in a record read back.
+    mapper_graphs : dict[str, MapperGraph] or None
+        With the ``"mapper"`` metric group, each block's Mapper graph (for its figure; node
+        indices refer to the points it was built on, see ``SummaryConfig.mapper_max_points``).
+        In memory only, as ``diagrams``.
     """
 
     blocks: list[str]
@@ -70,11 +76,12 @@ class TopologyRecord:
     network: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     diagrams: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
+    mapper_graphs: dict[str, MapperGraph] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (without ``diagrams``): NaN becomes None (null)."""
-        data = asdict(replace(self, diagrams=None))
-        del data["diagrams"]
+        """A JSON-ready dict (without ``diagrams`` and ``mapper_graphs``): NaN becomes None."""
+        data = asdict(replace(self, diagrams=None, mapper_graphs=None))
+        del data["diagrams"], data["mapper_graphs"]
         return _nan_to_none(data)
 
     @classmethod

@@ -35,6 +35,7 @@ from topo_monitor.tda.functional import (
     FunctionalTopology,
     functional_topology,
 )
+from topo_monitor.tda.mapper import MAPPER_GAIN, MAPPER_INTERVALS, MapperGraph, mapper_graph
 from topo_monitor.tda.persistence import (
     barcode,
     betti0_at_scale,
@@ -50,6 +51,8 @@ __all__ = [
     "DEFAULT_METRICS",
     "FUNCTIONAL_MAX_NEURONS",
     "GEOMETRY",
+    "MAPPER",
+    "MAPPER_MAX_POINTS",
     "METRICS",
     "VELOCITY",
     "SummaryConfig",
@@ -60,17 +63,29 @@ __all__ = [
     "summarize",
 ]
 
-METRICS = ("e0", "phdim", "sw", "functional", "geometry")
+METRICS = ("e0", "phdim", "sw", "functional", "geometry", "mapper")
 """Metric groups: E lifespans (of every dimension in ``homology_dims``), PHdim, the
 sliced-Wasserstein distances (between blocks, and of each block to the previous measurement),
-the topology of the network's functional graph (per network, opt-in: it is costly), and the
+the topology of the network's functional graph (per network, opt-in: it is costly), the
 geometry baselines a topological measure must beat (opt-in: Davies–Bouldin index, NC1, effective
-rank of each block's whole cloud)."""
+rank of each block's whole cloud), and the class purity of each block's Mapper graph (opt-in)."""
 
 
 DEFAULT_METRICS = ("e0", "phdim", "sw")
-"""The metric groups computed unless told otherwise: all but ``"functional"`` and
-``"geometry"``."""
+"""The metric groups computed unless told otherwise: all but ``"functional"``, ``"geometry"``
+and ``"mapper"``."""
+
+MAPPER = ("mapper_node_purity", "mapper_point_purity", "mapper_class_purity")
+"""The ``"mapper"`` group's per-block metrics, from the Mapper graph of the block's whole cloud
+(ℓ2-norm filter; :func:`~topo_monitor.tda.mapper.mapper_graph`): the mean over nodes of
+1 / (classes in the node), the mean over points of their nodes' mean, and the mean over classes
+of their points' (per class in ``record.per_class``). 1: no node mixes classes; 1/K: every node
+holds all K classes."""
+
+MAPPER_MAX_POINTS = 3000
+"""Points of a block's cloud the Mapper graph is built on (a random subsample when larger): the
+default probe's 300 inputs × 10 classes. About 0.15 s per block of 64 channels, 0.6 s of 256
+(2 CPU cores)."""
 
 FUNCTIONAL_MAX_NEURONS = 50
 """Default cap on the functional graph's nodes. Its H2 grows like m⁴: on activations like the
@@ -98,7 +113,7 @@ class SummaryConfig:
 
     Parameters
     ----------
-    metrics : non-empty subset of {"e0", "phdim", "sw", "functional"}
+    metrics : non-empty subset of {"e0", "phdim", "sw", "functional", "geometry", "mapper"}
         ``"e0"``: lifespan sums E^i (for every i in ``homology_dims``) and β0 at scale
         (:data:`BETA0`); ``"phdim"``; ``"sw"``: the sliced-Wasserstein distances between the
         blocks' scale-free H0 diagrams, the topological velocity ``H0_velocity`` (see
@@ -107,6 +122,8 @@ class SummaryConfig:
         up to H2 of the graph of the network's neurons weighted by their correlations over the
         probe inputs (Corneanu et al.), stored per network in ``record.network`` and
         ``record.curves``.
+        ``"mapper"`` (not in the default): the purities :data:`MAPPER` of each block's Mapper
+        graph, the graphs themselves in ``record.mapper_graphs``.
     homology_dims : (0,) or (0, 1)
         H1 is costly (a Rips complex), hence opt-in and capped by ``h1_max_points``.
     alpha : float
@@ -125,6 +142,11 @@ class SummaryConfig:
     functional_max_neurons : int
         Nodes of the functional graph, drawn stratified across blocks when there are more
         (its H2 costs ~m⁴).
+    mapper_intervals, mapper_gain : int, float
+        The Mapper cover: intervals over the range of the norms, and their overlap as a fraction
+        of their length (``"mapper"``; purity needs class labels, hence ``per_class=True``).
+    mapper_max_points : int
+        Points of a block's cloud for its Mapper graph (a random subsample when larger).
     """
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -136,6 +158,9 @@ class SummaryConfig:
     phdim_draws: int = 3
     sw_directions: int = 50
     functional_max_neurons: int = FUNCTIONAL_MAX_NEURONS
+    mapper_intervals: int = MAPPER_INTERVALS
+    mapper_gain: float = MAPPER_GAIN
+    mapper_max_points: int = MAPPER_MAX_POINTS
 
     def __post_init__(self) -> None:
         metrics = tuple(self.metrics) if not isinstance(self.metrics, str) else (self.metrics,)
@@ -165,6 +190,23 @@ class SummaryConfig:
         check(
             is_positive_int(self.functional_max_neurons) and self.functional_max_neurons >= 4,
             f"functional_max_neurons must be an int >= 4, got {self.functional_max_neurons!r}",
+        )
+        check(
+            "mapper" not in metrics or self.per_class,
+            'metrics "mapper" measures how Mapper nodes mix classes: it needs the probe\'s class '
+            "labels, per_class=True",
+        )
+        check(
+            is_positive_int(self.mapper_intervals),
+            f"mapper_intervals must be a positive int, got {self.mapper_intervals!r}",
+        )
+        check(
+            isinstance(self.mapper_gain, (int, float)) and 0 < self.mapper_gain <= 0.5,
+            f"mapper_gain must be in (0, 0.5], got {self.mapper_gain!r}",
+        )
+        check(
+            is_positive_int(self.mapper_max_points) and self.mapper_max_points >= 2,
+            f"mapper_max_points must be an int >= 2, got {self.mapper_max_points!r}",
         )
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "homology_dims", dims)
@@ -200,6 +242,8 @@ def metric_names(config: SummaryConfig) -> list[str]:
         names.extend([VELOCITY, BOTTLENECK])
     if "geometry" in config.metrics:
         names.extend(GEOMETRY)
+    if "mapper" in config.metrics:
+        names.extend(MAPPER)
     return names
 
 
@@ -380,8 +424,26 @@ def summarize(
         if graph.reason is not None:
             problems.append(["network", f"functional graph: {graph.reason}"])
 
+    mappers: dict[str, MapperGraph] = {}
+    if "mapper" in config.metrics:
+        with _timed(timings, "mapper"):
+            for b, name in enumerate(names):
+                if bool(torch.isfinite(clouds[name]).all()):
+                    cloud = minmax_scale(clouds[name]) if config.normalize else clouds[name]
+                    mappers[name] = _mapper(cloud, point_labels[name], config, generator)
+                    for k, c in enumerate(classes):
+                        purity = mappers[name].class_purity.get(c, math.nan)
+                        store("mapper_class_purity", b, k, purity)
+
     # Mean over classes; NaN if any class is NaN: a partial mean would silently mix classes.
     values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
+    if mappers:  # of the whole cloud
+        values["mapper_node_purity"] = [
+            mappers[n].mean_node_purity if n in mappers else math.nan for n in names
+        ]
+        values["mapper_point_purity"] = [
+            mappers[n].mean_point_purity if n in mappers else math.nan for n in names
+        ]
     if "geometry" in config.metrics:
         with _timed(timings, "geometry"):
             values.update(_geometry(clouds, point_labels, names))
@@ -400,7 +462,19 @@ def summarize(
         network=network,
         curves=curves,
         diagrams=diagrams,
+        mapper_graphs=mappers or None,
     )
+
+
+def _mapper(
+    cloud: torch.Tensor, labels: torch.Tensor, config: SummaryConfig, generator: torch.Generator
+) -> MapperGraph:
+    """The Mapper graph of a block's whole cloud, on at most ``config.mapper_max_points`` points
+    (drawn with ``generator`` only when there are more, so the other metrics' draws stay put)."""
+    if len(cloud) > config.mapper_max_points:
+        keep = torch.randperm(len(cloud), generator=generator)[: config.mapper_max_points]
+        cloud, labels = cloud[keep.to(cloud.device)], labels[keep]
+    return mapper_graph(cloud, labels, config.mapper_intervals, config.mapper_gain)
 
 
 def _functional_values(

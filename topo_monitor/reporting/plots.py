@@ -1,5 +1,5 @@
-"""Matplotlib figures of topology records: depth profiles, the layer-distance heatmap and the
-functional graph's Betti curves."""
+"""Matplotlib figures of topology records: depth profiles, the layer-distance heatmap, the
+functional graph's Betti curves and a block's Mapper graph."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ __all__ = [
     "adversarial_figures",
     "betti_curves",
     "depth_profile",
+    "mapper_figure",
     "sw_heatmap",
     "topology_figures",
 ]
@@ -40,10 +41,11 @@ so that the margins can be sized then."""
 BETTI_DENSITY = "functional_edge_density"
 """The record curve holding the density grid of the functional graph's Betti curves."""
 
-FIGURE_METRICS = ("E0_1_scaled", "PHdim", "E1_1_scaled")
+FIGURE_METRICS = ("E0_1_scaled", "PHdim", "E1_1_scaled", "mapper_point_purity")
 """Metrics drawn as depth profiles. A depth profile compares blocks, whose activations have
 different scales: raw E and mean lifespans would compare those scales, so only the scale-free
-forms and PHdim are drawn; every metric is in the scalars and the history."""
+forms, PHdim and the Mapper's purity are drawn; every metric is in the scalars and the
+history."""
 
 METRIC_LABELS = {
     "E0_1": "$E^0_1$ (MST length)",
@@ -54,6 +56,7 @@ METRIC_LABELS = {
     "E1_mean_lifespan": "mean H1 lifespan",
     "PHdim": "PHdim",
     "PHdim_r2": "$R^2$ of the PHdim fit",
+    "mapper_point_purity": "Mapper point purity (1 = no node mixes classes)",
 }
 
 
@@ -71,6 +74,8 @@ def topology_figures(history: Sequence[TopologyRecord]) -> dict[str, Figure]:
         figures["topology_figures/sw_heatmap"] = sw_heatmap(newest)
     if BETTI_DENSITY in newest.curves:
         figures["topology_figures/functional_betti_curves"] = betti_curves(history)
+    if newest.mapper_graphs:
+        figures["topology_figures/mapper_graph"] = mapper_figure(newest)
     return figures
 
 
@@ -282,6 +287,66 @@ def adversarial_curves(rows: Sequence[dict]) -> Figure:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=SMALL_FONTSIZE)
+    return fig
+
+
+def mapper_figure(record: TopologyRecord, block: str | None = None) -> Figure:
+    """A block's Mapper graph (default: the last hidden block, else the output): each node at its
+    points' mean ℓ2 norm (the filter) across, nodes of the same cover interval stacked up;
+    coloured by their majority class, area proportional to their points, ringed in black when
+    they mix classes (PNNL's seed paper, Fig. 3)."""
+    graphs = record.mapper_graphs or {}
+    hidden = [b for b in record.blocks[:-1] if b in graphs]
+    block = block if block is not None else (hidden[-1] if hidden else record.blocks[-1])
+    if block not in graphs:
+        raise ValueError(f"the record has no Mapper graph of block {block!r}: {sorted(graphs)}")
+    graph = graphs[block]
+    x = graph.node_filter
+    y = np.zeros(len(x))
+    for interval in np.unique(graph.node_interval):  # stacked, by class, centred on 0
+        members = np.flatnonzero(graph.node_interval == interval)
+        members = members[np.argsort(graph.node_class[members], kind="stable")]
+        y[members] = np.arange(len(members)) - (len(members) - 1) / 2
+    fig, ax = _figure((6.4, 4.4), left=0.1, right=0.8)
+    for i, j in graph.edges:
+        ax.plot(x[[i, j]], y[[i, j]], "-", color="0.7", lw=0.8, zorder=1)
+    classes = record.classes or sorted(set(graph.node_class.tolist()))
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    colour = {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
+    sizes = np.array([len(m) for m in graph.nodes], dtype=float)
+    ax.scatter(
+        x,
+        y,
+        s=15 + 400 * sizes / max(sizes.max(initial=0), 1),
+        c=[colour.get(c, "0.5") for c in graph.node_class],
+        edgecolors=["black" if p < 1 else "white" for p in graph.node_purity],
+        linewidths=1.2,
+        zorder=2,
+    )
+    shown = [c for c in classes if c in set(graph.node_class.tolist())]
+    handles = [
+        ax.scatter([], [], s=30, color=colour[c], edgecolors="white", label=f"class {c}")
+        for c in shown
+    ]
+    handles.append(ax.scatter([], [], s=30, color="0.85", edgecolors="black", label="mixed"))
+    ax.legend(
+        handles=handles,
+        fontsize=SMALL_FONTSIZE,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        title="majority class",
+        title_fontsize=SMALL_FONTSIZE,
+    )
+    ax.set_yticks([])
+    ax.set_ylabel("the nodes of each cover interval, side by side")
+    ax.set_xlabel("mean ℓ2 norm of the node's activations (the Mapper filter)")
+    when = "" if record.epoch is None else f", epoch {record.epoch}"
+    ax.set_title(
+        f"Mapper graph of {_short(block)}{when}: {len(graph.nodes)} nodes, purity "
+        f"{graph.mean_node_purity:.2f} (nodes), {graph.mean_point_purity:.2f} (points)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3, axis="x")
     return fig
 
 

@@ -1,5 +1,5 @@
 """Pure mathematics of point clouds and diagrams: the MST engine, persistence, PHdim, distances,
-and the functional graph of neurons (``functional``).
+the functional graph of neurons (``functional``) and Mapper graphs (``mapper``).
 
 No Lightning and no model here: tensors and arrays in, numbers and diagrams out.
 """
@@ -7,6 +7,7 @@ No Lightning and no model here: tensors and arrays in, numbers and diagrams out.
 from topo_monitor.tda.dimension import PHDimResult, ph_dimension, ph_dimensions
 from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
 from topo_monitor.tda.functional import FunctionalTopology, functional_topology
+from topo_monitor.tda.mapper import MapperGraph, mapper_graph
 from topo_monitor.tda.persistence import (
     barcode,
     betti0_at_scale,
@@ -19,6 +20,7 @@ from topo_monitor.tda.persistence import (
 
 __all__ = [
     "FunctionalTopology",
+    "MapperGraph",
     "PHDimResult",
     "barcode",
     "betti0_at_scale",
@@ -27,6 +29,7 @@ __all__ = [
     "functional_topology",
     "h0_death_times",
     "h0_death_times_many",
+    "mapper_graph",
     "mean_lifespan",
     "ph_dimension",
     "ph_dimensions",

@@ -46,6 +46,14 @@ class MapperGraph:
         Mean node purity over the nodes holding the point (NaN for a point in no node).
     class_purity : dict of int to float
         Mean point purity over each class's points (points in no node left out).
+    node_class : numpy.ndarray of int, shape (n_nodes,)
+        The most frequent label among the node's points (the smallest on a tie).
+    node_filter : numpy.ndarray, shape (n_nodes,)
+        The mean filter value (ℓ2 norm) of the node's points: where the node sits along the
+        filter, for drawing.
+    node_interval : numpy.ndarray of int, shape (n_nodes,)
+        The cover interval whose preimage the node is a cluster of, numbered in filter order
+        among the intervals holding nodes.
     """
 
     nodes: list[np.ndarray]
@@ -53,6 +61,9 @@ class MapperGraph:
     node_purity: np.ndarray
     point_purity: np.ndarray
     class_purity: dict[int, float]
+    node_class: np.ndarray
+    node_filter: np.ndarray
+    node_interval: np.ndarray
 
     @property
     def mean_node_purity(self) -> float:
@@ -99,10 +110,7 @@ def mapper_graph(
     check(is_positive_int(intervals), f"intervals must be a positive int, got {intervals!r}")
     check(0 < gain <= 0.5, f"gain must be in (0, 0.5], got {gain!r}")
     norms = np.linalg.norm(points, axis=1)
-    distances = np.linalg.norm(points[:, None] - points[None, :], axis=-1)
-    np.fill_diagonal(distances, np.inf)
-    nearest = distances.min(axis=1) if len(points) > 1 else np.zeros(1)
-    scale = 2 * float(np.median(nearest[np.isfinite(nearest)])) if len(points) > 1 else 1.0
+    scale = 2 * _median_nearest_distance(points) if len(points) > 1 else 1.0
     clustering = AgglomerativeClustering(
         n_clusters=None, linkage="single", distance_threshold=max(scale, 1e-12)
     )
@@ -121,6 +129,11 @@ def mapper_graph(
         if len(s) == 2
     ]
     node_purity = np.array([1.0 / len(np.unique(y[members])) for members in nodes])
+    node_class = np.array([_majority(y[members]) for members in nodes], dtype=np.int64)
+    node_filter = np.array([mapper.node_info_[k]["colors"][0] for k in names], dtype=float)
+    # gudhi numbers patches from 1 when gain < 0.5, from 0 otherwise: rank them instead
+    patches = [int(np.ravel(mapper.node_info_[k]["patch"])[0]) for k in names]
+    node_interval = np.unique(patches, return_inverse=True)[1].astype(np.int64)
     total, count = np.zeros(len(points)), np.zeros(len(points))
     for members, purity in zip(nodes, node_purity, strict=True):
         total[members] += purity
@@ -131,4 +144,27 @@ def mapper_graph(
     for c in np.unique(y):
         values = point_purity[(y == c) & np.isfinite(point_purity)]
         class_purity[int(c)] = float(values.mean()) if len(values) else math.nan
-    return MapperGraph(nodes, edges, node_purity, point_purity, class_purity)
+    return MapperGraph(
+        nodes,
+        edges,
+        node_purity,
+        point_purity,
+        class_purity,
+        node_class,
+        node_filter,
+        node_interval,
+    )
+
+
+def _majority(labels: np.ndarray) -> int:
+    values, counts = np.unique(labels, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def _median_nearest_distance(points: np.ndarray) -> float:
+    """The median distance from a point to its nearest other point, in O(n) memory (a k-d tree
+    or ball tree; brute force in blocks when the dimension is high)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    return float(np.median(distances[:, 1]))

@@ -37,7 +37,8 @@ persistence up to H2), per monitored epoch, on the same models and probes (media
 repeats), shown apart and then added to the total ("total with functional"); and what its cap
 costs in resolution (digits, the trained model, probe of ``--digits-spc[0]`` per class): the
 mean and standard deviation of each functional summary over ``--functional-draws`` (5) neuron
-draws (seeds 0, 1, ...), the probe fixed.
+draws (seeds 0, 1, ...), the probe fixed. The Mapper graphs (``"mapper"``, opt-in) likewise: their
+stage of ``measure`` plus one draw of their figure amortized over the figures' cadence.
 
 What the probe size buys (digits only): for each probe size, the spread of every block's
 class-averaged E0_1_scaled and PHdim over ``--spread-draws`` (5) probe sets drawn with different
@@ -78,9 +79,10 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from topo_monitor import ProbeSet, TopologyMonitor, measure
+from topo_monitor import ProbeSet, TopologyMonitor, TopologyRecord, measure
 from topo_monitor.probing.summary import FUNCTIONAL_MAX_NEURONS
 from topo_monitor.reporting import TopologyWriter
+from topo_monitor.reporting.plots import mapper_figure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPREAD_METRICS = ("E0_1_scaled", "PHdim")
@@ -97,7 +99,9 @@ LABELS = {
     "figures": "figures (amortized)",
     "total": "monitoring total",
     "functional": "functional (opt-in)",
+    "mapper": "Mapper (opt-in, figure amortized)",
 }
+OPT_IN = ("functional", "mapper")
 TARGET = 0.25
 RESNET_FULL = 10_000
 
@@ -188,6 +192,7 @@ def time_monitor(
     writer, history = TopologyWriter(), []
     directory = trainer.log_dir or trainer.default_root_dir
     runs: list[dict[str, float]] = []
+    opt_in: dict[str, TopologyRecord] = {}
     for epoch in range(repeats):
         start = time.perf_counter()
         record = measure(model, monitor.probe, **monitor.measure_options, epoch=epoch, step=epoch)
@@ -200,9 +205,10 @@ def time_monitor(
         stages["other"] = computed - start - known
         stages["logging"] = logged - computed
         stages["total"] = logged - start
-        # The opt-in functional graph: its own stage, as the monitor would add it to the above.
-        functional = measure(model, monitor.probe, metrics=("functional",), seed=monitor.seed)
-        stages["functional"] = functional.timings["functional"]
+        # The opt-in groups: each its own stage, as the monitor would add it to the above.
+        for group in OPT_IN:
+            opt_in[group] = measure(model, monitor.probe, metrics=(group,), seed=monitor.seed)
+            stages[group] = opt_in[group].timings[group]
         runs.append(stages)
     out = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     # One draw of the figures, paid once every `cadence` epochs, with as many curves as the
@@ -217,7 +223,13 @@ def time_monitor(
     figures = statistics.median(draws[1:])
     out["figures"] = figures / cadence
     out["total"] += out["figures"]
-    out["total with functional"] = out["total"] + out["functional"]
+    # The Mapper figure (drawn when the group is on), amortized as the others.
+    mapper_figure(opt_in["mapper"])  # fonts
+    start = time.perf_counter()
+    mapper_figure(opt_in["mapper"])
+    out["mapper"] += (time.perf_counter() - start) / cadence
+    for group in OPT_IN:
+        out[f"total with {group}"] = out["total"] + out[group]
     out.update(
         probe_draw=probe_seconds,
         probe_size=len(monitor.probe),
@@ -343,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     row("training epoch", [f"{c[1]:.2f}" for c in columns])
     row("probe inputs x blocks", [f"{c[3]['probe_size']} x {c[3]['blocks']}" for c in columns])
     row("probe draw (once)", [f"{c[3]['probe_draw']:.3f}" for c in columns])
-    for stage in (*STAGES, "total", "functional", "total with functional"):
+    for stage in (*STAGES, "total", *(f"{k}{g}" for g in OPT_IN for k in ("", "total with "))):
         cells = []
         for _, epoch, _, stats in columns:
             value = stats[stage]
@@ -379,9 +391,10 @@ def main(argv: list[str] | None = None) -> None:
         f"\nTarget: digits example (samples_per_class={args.digits_spc[0]}) monitoring, "
         f"amortized figures included, <= {TARGET:.0%} of a training epoch: {ratio:.1%} -> {verdict}"
     )
-    functional_ratio = columns[0][3]["total with functional"] / columns[0][1]
-    verdict = "met" if functional_ratio <= TARGET else "NOT met"
-    print(f"With the functional graph on: {functional_ratio:.1%} -> {verdict}")
+    for group in OPT_IN:
+        group_ratio = columns[0][3][f"total with {group}"] / columns[0][1]
+        verdict = "met" if group_ratio <= TARGET else "NOT met"
+        print(f"With {group!r} on: {group_ratio:.1%} -> {verdict}")
     print(
         f"For comparison, the example's whole epoch (training and its validation loop, "
         f"{whole_epoch:.2f} s): monitoring is {columns[0][3]['total'] / whole_epoch:.1%} of it"

@@ -15,7 +15,7 @@ from topo_monitor import SummaryConfig, TopologyMonitor, TopologyRecord, read_hi
 from topo_monitor.probing import summarize
 from topo_monitor.probing.summary import MAPPER, metric_names
 from topo_monitor.reporting.plots import mapper_figure, topology_figures
-from topo_monitor.tda.mapper import mapper_graph
+from topo_monitor.tda.mapper import SingleLinkage, mapper_graph
 
 
 def test_separated_labelled_blobs_are_pure(rng):
@@ -55,6 +55,27 @@ def test_point_and_class_purity_by_hand():
     assert len(mixed) == 1 and sorted(mixed[0]) == [0, 1, 2, 3]
     assert graph.point_purity[3] == 0.5 and graph.point_purity[4] == 1.0
     assert graph.class_purity[0] == 0.5 and graph.class_purity[1] == pytest.approx((0.5 + 3) / 4)
+
+
+def canonical(labels: np.ndarray) -> list[int]:
+    """Cluster ids renumbered by first appearance: equal lists, equal partitions."""
+    first: dict[int, int] = {}
+    return [first.setdefault(int(c), len(first)) for c in labels]
+
+
+@pytest.mark.parametrize(("d", "threshold"), [(2, 0.2), (2, 0.5), (16, 3.0), (300, 19.0)])
+def test_single_linkage_is_scikit_learns_partition(rng, d, threshold):
+    from sklearn.cluster import AgglomerativeClustering
+
+    X = np.abs(rng.normal(size=(300, d)))
+    X[:100] += 2.0  # a few well separated groups, and the rest cut at whatever the threshold is
+    expected = AgglomerativeClustering(
+        n_clusters=None, linkage="single", distance_threshold=threshold
+    ).fit_predict(X)
+    found = SingleLinkage(threshold).fit_predict(X)
+    assert canonical(found) == canonical(expected)
+    assert 1 < len(set(expected)) < len(X)  # the case is not trivial
+    assert list(SingleLinkage(1.0).fit_predict(X[:1])) == [0]
 
 
 def test_bad_arguments():

@@ -84,8 +84,8 @@ holds all K classes."""
 
 MAPPER_MAX_POINTS = 3000
 """Points of a block's cloud the Mapper graph is built on (a random subsample when larger): the
-default probe's 300 inputs × 10 classes. About 0.15 s per block of 64 channels, 0.6 s of 256
-(2 CPU cores)."""
+default probe's 300 inputs × 10 classes. On 2 CPU cores: 0.015 s per block of 500 points, 0.17 s
+per ResNet-18 block of 3000 (benchmarks/bench_monitor.py), 0.3 s at 3000 points × 512 channels."""
 
 FUNCTIONAL_MAX_NEURONS = 50
 """Default cap on the functional graph's nodes. Its H2 grows like m⁴: on activations like the

@@ -11,8 +11,9 @@ already the project's reference library and dependency (its Mapper needs scikit-
 project now installs), so no new dependency is taken for the same construction. Its clustering is
 single linkage, done by the project's MST engine: the clusters cut at distance t are the
 components of the minimum spanning tree's edges shorter than t — the partition of scikit-learn's
-``AgglomerativeClustering(linkage="single", distance_threshold=t)``, 10-20× faster on clouds of
-hundreds of dimensions (scikit-learn's single linkage computes distances without BLAS).
+``AgglomerativeClustering(linkage="single", distance_threshold=t)``, 5.7× faster on 600 points
+of 512 channels (scikit-learn's single linkage computes distances without BLAS): the whole graph
+of 3000 such points takes 0.28 s instead of 1.04 s.
 """
 
 from __future__ import annotations

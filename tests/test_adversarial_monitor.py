@@ -1,5 +1,6 @@
 """AdversarialTopologyMonitor inside a real Trainer.fit on digit images."""
 
+import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -72,3 +73,16 @@ def test_logs_success_rates_and_figures_without_changing_training(tmp_path):
     )
     blocks = {r["block"] for r in monitor.history[-1]["rows"]}
     assert blocks == {"input", "net.2", "output"}
+
+
+def test_sharded_strategies_are_refused_at_fit_start_and_ddp_is_not():
+    # The attacks run on rank 0 alone: under FSDP2 the other ranks would wait for it forever.
+    from pytorch_lightning.strategies import ModelParallelStrategy
+
+    monitor = AdversarialTopologyMonitor()
+    options = dict(accelerator="cpu", devices=2, logger=False, enable_progress_bar=False)
+    sharded = pl.Trainer(strategy=ModelParallelStrategy(2, 1), **options)
+    with pytest.raises(ValueError, match="ModelParallelStrategy with 2 processes"):
+        monitor.setup(sharded, nn.Linear(2, 2), "fit")
+    monitor.setup(pl.Trainer(strategy="ddp", **options), nn.Linear(2, 2), "fit")
+    monitor.setup(sharded, nn.Linear(2, 2), "validate")  # only training runs the attacks

@@ -22,7 +22,10 @@ from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.reporting.loggers import FigureWriter, log_metrics
 
-__all__ = ["AdversarialTopologyMonitor"]
+__all__ = ["SHARDED_STRATEGIES", "AdversarialTopologyMonitor"]
+
+SHARDED_STRATEGIES = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy")
+"""Lightning strategies that shard parameters across processes: refused at fit start."""
 
 
 class AdversarialTopologyMonitor(*CALLBACK_BASES):
@@ -34,7 +37,8 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
     and input-space PHdim (``step = epoch``); figures ``adversarial/<attack>/depth_E0_1_scaled``
     (scale-free E^0_1 of X' against relative depth, one curve per ε) and ``adversarial/curves``
     (success rate and input-space PHdim against ε); and the full table of every monitored epoch
-    in ``history``.
+    in ``history``. The attacks run on rank 0: under DDP the other ranks wait at their next
+    collective; strategies that shard parameters across processes are refused at fit start.
 
     Parameters
     ----------
@@ -109,6 +113,22 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # The attacks run on rank 0 alone: a model whose parameters are sharded across ranks
+        # cannot forward there without the others, which would wait for it forever.
+        sharded = tuple(
+            getattr(pl.strategies, name)
+            for name in SHARDED_STRATEGIES
+            if hasattr(pl.strategies, name)
+        )
+        if stage == "fit" and trainer.world_size > 1 and isinstance(trainer.strategy, sharded):
+            raise ValueError(
+                f"AdversarialTopologyMonitor does not run under {type(trainer.strategy).__name__} "
+                f"with {trainer.world_size} processes: its attacks run on rank 0 alone, and a "
+                "sharded model cannot forward on one rank. Use DDP, one device, or "
+                "adversarial_topology() on the saved model"
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.probe is None and trainer.is_global_zero:

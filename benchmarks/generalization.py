@@ -59,6 +59,7 @@ from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
     kendall_tau,
+    paired_bootstrap,
 )
 from topo_monitor.analysis.pgdl import conditional_mutual_information, granulated_kendall
 from topo_monitor.probing import ProbeSet
@@ -311,6 +312,7 @@ def report(family: str, runs: list[dict]) -> None:
         f"{mean_gap['loo_mae']['mean']:8.4f}"
     )
     rows = []
+    baseline_errors: dict[str, np.ndarray] = {}
     for name in BASELINES + TOPOLOGY:
         values = np.array([f["features"].get(name, math.nan) for f in finals])
         ok = np.isfinite(values)
@@ -325,6 +327,8 @@ def report(family: str, runs: list[dict]) -> None:
         single = GeneralizationPredictor(topology=(name,), baselines=())
         score = single.score(calibration)
         mae = score["loo_mae"]["topology"]
+        if kind == "baseline":
+            baseline_errors[name] = score["loo_errors"]["topology"]
         mae_gap = single.score(on_gap)["loo_mae"]["topology"]
         rows.append((name, kind, cmi, psi, tau, mae))
         print(
@@ -336,6 +340,26 @@ def report(family: str, runs: list[dict]) -> None:
     print("\n   GeneralizationPredictor, nested leave-one-out MAE (same runs): test accuracy, gap")
     for group in ("mean", "baselines", "topology", "both", "chosen"):
         print(f"     {group:10s} {loo['loo_mae'][group]:.4f}  {loo_gap['loo_mae'][group]:.4f}")
+    # The two seeds of a configuration are drawn together (a cluster bootstrap).
+    configurations = [Run(**r["run"]).name.rsplit("-s", 1)[0] for r in converged]
+    hindsight = min(baseline_errors, key=lambda name: baseline_errors[name].mean())
+    print(
+        "   Does topology beat the baselines? MAE(reference) - MAE(group), paired over the runs, "
+        "95 % bootstrap interval over configurations (> 0: the group is better), test accuracy:"
+        f"\n     {'':10s} {'vs baselines (nested)':>28s} {'vs ' + hindsight + ' (hindsight)':>28s}"
+        f" {'vs the mean':>28s}"
+    )
+    references = (loo["loo_errors"]["baselines"], baseline_errors[hindsight])
+    for group in ("topology", "both", "chosen"):
+        cells = []
+        for reference in (*references, loo["loo_errors"]["mean"]):
+            errors = loo["loo_errors"][group]
+            if errors is None or reference is None:
+                cells.append(f"{'-':>28s}")
+                continue
+            gain, low, high = paired_bootstrap(errors, reference, groups=configurations)
+            cells.append(f"{gain:+.4f} [{low:+.4f}, {high:+.4f}]".rjust(28))
+        print(f"     {group:10s} " + " ".join(cells))
     fitted = GeneralizationPredictor(topology=TOPOLOGY, baselines=BASELINES).fit(calibration)
     print(f"     fitted on all converged runs: {fitted!r}")
     for kind in ("baseline", "topology"):

@@ -24,6 +24,7 @@ from topo_monitor.analysis.generalization import (
     RunRecord,
     features_from_record,
     kendall_tau,
+    paired_bootstrap,
     pearson_r,
 )
 from topo_monitor.probing.record import TopologyRecord
@@ -408,3 +409,46 @@ def test_score_counts_every_run_for_every_feature():
     assert score["loo_mae"]["mean"] == pytest.approx(
         np.mean([abs(a - np.delete(accuracy, i).mean()) for i, a in enumerate(accuracy)])
     )
+
+
+def test_loo_errors_are_per_run_and_average_to_the_mae():
+    calibration = synthetic(relation="topology")
+    score = GeneralizationPredictor().score(calibration)
+    for group, mae in score["loo_mae"].items():
+        errors = score["loo_errors"][group]
+        assert errors.shape == (len(calibration),)
+        assert errors.mean() == pytest.approx(mae)
+
+
+def test_paired_bootstrap_interval_against_the_normal_approximation(rng):
+    # Independent truth: for n = 400 paired differences the percentile bootstrap interval of
+    # their mean is close to the normal one, mean ± 1.96 sd / sqrt(n).
+    a = rng.uniform(0, 1, 400)
+    b = a + rng.normal(0.05, 0.2, 400)
+    difference, low, high = paired_bootstrap(a, b, n_resamples=20_000)
+    gains = b - a
+    half = 1.96 * gains.std(ddof=1) / np.sqrt(len(gains))
+    assert difference == pytest.approx(gains.mean())
+    assert low == pytest.approx(gains.mean() - half, abs=0.15 * half)
+    assert high == pytest.approx(gains.mean() + half, abs=0.15 * half)
+    # Pairing matters: the same errors shifted by a constant give a zero-width interval.
+    assert paired_bootstrap(a, a + 0.01) == pytest.approx((0.01, 0.01, 0.01))
+    # And the order says which is better: A better than B means a positive difference.
+    assert paired_bootstrap(b, a)[0] == pytest.approx(-difference)
+    with pytest.raises(ValueError, match="paired"):
+        paired_bootstrap(a, b[:-1])
+    with pytest.raises(ValueError, match="level"):
+        paired_bootstrap(a, b, level=95)
+
+
+def test_a_cluster_bootstrap_does_not_count_a_repeated_run_twice(rng):
+    # Every run twice (two seeds that agree exactly): as groups, the interval is the one of the
+    # runs counted once; counted as independent runs it would be narrower, by about sqrt(2).
+    a = rng.uniform(0, 1, 200)
+    b = a + rng.normal(0.05, 0.2, 200)
+    once = paired_bootstrap(a, b)
+    twice = np.repeat(a, 2), np.repeat(b, 2)
+    grouped = paired_bootstrap(*twice, groups=np.repeat(np.arange(200), 2))
+    assert grouped == pytest.approx(once)
+    _, low, high = paired_bootstrap(*twice)
+    assert (high - low) == pytest.approx((once[2] - once[1]) / np.sqrt(2), rel=0.1)

@@ -8,6 +8,7 @@ from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
     features_from_record,
+    paired_bootstrap,
 )
 from topo_monitor.analysis.redundancy import redundant_blocks
 from topo_monitor.analysis.stopping import (
@@ -28,6 +29,7 @@ __all__ = [
     "adversarial_topology",
     "features_from_record",
     "mean_margin",
+    "paired_bootstrap",
     "param_norm",
     "redundant_blocks",
 ]

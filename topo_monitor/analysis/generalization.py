@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from topo_monitor._validation import as_names, as_real, check
+from topo_monitor._validation import as_names, as_real, check, is_positive_int
 from topo_monitor.analysis.baselines import GEOMETRY
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.functional import FUNCTIONAL_SUMMARIES
@@ -32,6 +32,7 @@ __all__ = [
     "RunRecord",
     "features_from_record",
     "kendall_tau",
+    "paired_bootstrap",
     "pearson_r",
 ]
 
@@ -408,7 +409,9 @@ class GeneralizationPredictor:
             finite), ``coverage`` (feature -> fraction of runs), and ``loo_mae`` for
             "topology" (one topological feature), "baselines" (one baseline), "both" (a
             topology + baseline pair), "chosen" (the rule ``fit`` follows, over all of these)
-            and "mean" (predicting the calibration mean: the error to beat).
+            and "mean" (predicting the calibration mean: the error to beat); ``loo_errors``,
+            the same groups' absolute error on every run (numpy arrays in calibration order, None
+            where ``loo_mae`` is NaN), for paired comparisons (:func:`paired_bootstrap`).
         """
         correlations, coverage = {}, {}
         n = len(calibration)
@@ -421,7 +424,7 @@ class GeneralizationPredictor:
                     "kendall_tau": kendall_tau(X[:, 0], y),
                     "n": len(y),
                 }
-        loo = {"mean": float(np.mean(_loo_errors_all_runs(calibration.runs, ())))}
+        errors = {"mean": _loo_errors_all_runs(calibration.runs, ())}
         for name, groups in (
             ("topology", ("topology",)),
             ("baselines", ("baselines",)),
@@ -429,18 +432,26 @@ class GeneralizationPredictor:
             ("chosen", ("topology", "baselines", "both")),
         ):
             candidates = self._candidates(calibration, groups)
-            loo[name] = self._nested_loo(calibration, candidates) if candidates else math.nan
-        return {"correlations": correlations, "coverage": coverage, "loo_mae": loo}
+            errors[name] = self._nested_loo(calibration, candidates) if candidates else None
+        loo = {k: float(np.mean(e)) if e is not None else math.nan for k, e in errors.items()}
+        return {
+            "correlations": correlations,
+            "coverage": coverage,
+            "loo_mae": loo,
+            "loo_errors": errors,
+        }
 
     def _nested_loo(
         self, calibration: CalibrationSet, candidates: list[tuple[str, tuple[str, ...]]]
-    ) -> float:
+    ) -> np.ndarray | None:
+        """The absolute error on every run, the feature choice redone without it (None when
+        some fold has no usable candidate)."""
         errors = []
         for i, run in enumerate(calibration.runs):
             try:
                 _, features = self._best(calibration, candidates, exclude=i)
             except ValueError:
-                return math.nan
+                return None
             others = _runs_without(calibration, i)
             if all(math.isfinite(run.features.get(f, math.nan)) for f in features):
                 X, y = CalibrationSet(others).matrix(features)
@@ -451,7 +462,62 @@ class GeneralizationPredictor:
             else:  # the predictor cannot use this run: the mean is what the user would get
                 prediction = float(np.mean([r.test_accuracy for r in others]))
             errors.append(abs(prediction - run.test_accuracy))
-        return float(np.mean(errors))
+        return np.array(errors)
+
+
+def paired_bootstrap(
+    errors_a: Sequence[float],
+    errors_b: Sequence[float],
+    n_resamples: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: Sequence[Any] | None = None,
+) -> tuple[float, float, float]:
+    """How much lower predictor A's mean error is than B's, with a bootstrap interval.
+
+    The runs are resampled with replacement, the same runs for both (the errors are paired:
+    both predicted the same run), and the percentile interval of the mean difference is read off.
+    With ``groups``, whole groups are resampled (a cluster bootstrap): runs that differ only by
+    their seed are not independent evidence, and counting them as such narrows the interval.
+
+    Parameters
+    ----------
+    errors_a, errors_b : sequences of float, shape (n,)
+        Each predictor's error on the same n runs, e.g. ``score(...)["loo_errors"]["both"]``.
+    n_resamples : int
+    level : float in (0, 1)
+        Coverage of the interval.
+    seed : int
+    groups : sequence, shape (n,), optional
+        A label per run; runs with the same label are drawn together.
+
+    Returns
+    -------
+    (difference, low, high) : tuple of float
+        mean(B) - mean(A) (> 0: A is better) and its interval. An interval holding 0: the runs
+        cannot tell the two apart. Runs of one factorial family share hyperparameters even
+        across groups, so they are not independent draws: read the interval as a lower bound on
+        the uncertainty.
+    """
+    a, b = np.asarray(errors_a, dtype=float), np.asarray(errors_b, dtype=float)
+    check(
+        a.shape == b.shape and a.ndim == 1 and len(a) >= 2,
+        f"errors_a and errors_b must be paired 1-D sequences of >= 2 errors, got shapes "
+        f"{a.shape} and {b.shape}",
+    )
+    check(0 < level < 1, f"level must be in (0, 1), got {level!r}")
+    check(is_positive_int(n_resamples), f"n_resamples must be a positive int, got {n_resamples!r}")
+    gains = b - a
+    labels = np.arange(len(gains)) if groups is None else np.asarray(groups)
+    check(labels.shape == gains.shape, f"groups must give one label per run, got {labels.shape}")
+    _, member = np.unique(labels, return_inverse=True)
+    sums = np.bincount(member, weights=gains)
+    counts = np.bincount(member).astype(float)
+    drawn = np.random.default_rng(seed).integers(0, len(sums), size=(n_resamples, len(sums)))
+    means = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(gains.mean()), float(low), float(high)
 
 
 def _runs_without(calibration: CalibrationSet, exclude: int | None) -> list[RunRecord]:

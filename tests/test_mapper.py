@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import MLP, blobs, loader, quiet_trainer
-from topo_monitor import SummaryConfig, TopologyMonitor, TopologyRecord, read_history
+from topo_monitor import SummaryConfig, TopologyMonitor, TopologyRecord, measure, read_history
 from topo_monitor.probing import summarize
 from topo_monitor.probing.summary import MAPPER, metric_names
 from topo_monitor.reporting.plots import mapper_figure, topology_figures
@@ -227,3 +227,16 @@ def test_monitor_logs_purity_and_draws_the_graph(tmp_path):
     assert history[-1].per_class["mapper_class_purity"][-1] == pytest.approx(
         [graph.class_purity[c] for c in (0, 1, 2)]
     )
+
+
+def test_measure_builds_spatial_graphs_from_every_position_with_its_inputs_label():
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU())
+    model = torch.nn.Sequential(conv, torch.nn.Flatten(), torch.nn.Linear(4 * 16, 2))
+    x, y = torch.randn(12, 1, 4, 4), torch.arange(12) % 2
+    record = measure(model, (x, y), blocks=["0"], reduction="spatial", metrics=("mapper",))
+    with torch.no_grad():
+        points = conv(x).permute(0, 2, 3, 1).reshape(-1, 4)  # 16 positions per input
+    graph = mapper_graph(points, y.repeat_interleave(16))
+    assert record.values["mapper_point_purity"][0] == pytest.approx(graph.mean_point_purity)
+    assert sum(map(len, record.mapper_graphs["0"].nodes)) == sum(map(len, graph.nodes))

@@ -292,9 +292,15 @@ def _warn_problems(problems: Sequence[Sequence[str]], where: str) -> None:
     for cause, (blocks, classes) in hits.items():
         named = sorted(blocks)
         listed = ", ".join(repr(b) for b in named[:3]) + (", ..." if len(named) > 3 else "")
-        scope = f"{len(classes)} class(es) of " if classes else ""
-        warnings.warn(
-            f"topo_monitor: {where}{cause}, in {scope}{len(named)} block(s) ({listed}); "
-            "recorded as NaN (record.problems lists every case)",
-            stacklevel=3,
-        )
+        if classes:
+            outcome = (
+                f"in {len(classes)} class(es) of {len(named)} block(s) ({listed}); those classes "
+                "are left out of the blocks' class means (record.class_counts says how many "
+                "entered, record.problems lists every case)"
+            )
+        else:
+            outcome = (
+                f"in {len(named)} block(s) ({listed}); recorded as NaN "
+                "(record.problems lists every case)"
+            )
+        warnings.warn(f"topo_monitor: {where}{cause}, {outcome}", stacklevel=3)

@@ -29,11 +29,16 @@ class TopologyRecord:
     depths : list of float, length L
         Relative depth i / L of block i = 1..L.
     values : dict[str, list of float]
-        Per metric, the class-averaged value of each block (NaN where it could not be computed).
+        Per metric, each block's value: for a per-class metric, the mean over the classes where
+        it could be computed (``class_counts`` says how many); NaN where none could.
     epoch, step : int or None
         When it was measured during training; None for a model measured outside ``fit``.
     per_class : dict[str, list of list of float]
         Per metric, shape (L, K): the value of each block for each of the K classes.
+    class_counts : dict[str, list of int]
+        Per per-class metric, length L: how many of the K classes entered each block's value in
+        ``values`` (K when every class gave one; 0 where the value is NaN). With
+        ``per_class=False``, 1 or 0. Empty in history files older than this field.
     classes : list of int, length K
     sw : list of list of float or None
         (L, L) sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
@@ -68,6 +73,7 @@ class TopologyRecord:
     epoch: int | None = None
     step: int | None = None
     per_class: dict[str, list[list[float]]] = field(default_factory=dict)
+    class_counts: dict[str, list[int]] = field(default_factory=dict)
     classes: list[int] = field(default_factory=list)
     sw: list[list[float]] | None = None
     problems: list[list[str]] = field(default_factory=list)

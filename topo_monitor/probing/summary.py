@@ -435,8 +435,7 @@ def summarize(
                         purity = mappers[name].class_purity.get(c, math.nan)
                         store("mapper_class_purity", b, k, purity)
 
-    # Mean over classes; NaN if any class is NaN: a partial mean would silently mix classes.
-    values = {m: v.mean(axis=1).tolist() for m, v in per_class.items()}
+    values, class_counts = _class_means(per_class)
     if mappers:  # of the whole cloud
         values["mapper_node_purity"] = [
             mappers[n].mean_node_purity if n in mappers else math.nan for n in names
@@ -455,6 +454,7 @@ def summarize(
         depths=[(i + 1) / L for i in range(L)],
         values=values,
         per_class={m: v.tolist() for m, v in per_class.items()},
+        class_counts=class_counts,
         classes=[int(c) for c in classes],
         sw=sw,
         problems=problems,
@@ -464,6 +464,23 @@ def summarize(
         diagrams=diagrams,
         mapper_graphs=mappers or None,
     )
+
+
+def _class_means(
+    per_class: Mapping[str, np.ndarray],
+) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Per metric, each block's mean over the classes where the metric is finite, and how many
+    classes entered it: one class without a value (too few points, a collapsed cloud, no finite
+    PHdim) must not take the block's value with it. NaN only where no class has one."""
+    values: dict[str, list[float]] = {}
+    counts: dict[str, list[int]] = {}
+    for metric, table in per_class.items():
+        finite = np.isfinite(table)
+        n = finite.sum(axis=1)
+        sums = np.where(finite, table, 0.0).sum(axis=1)
+        values[metric] = np.where(n > 0, sums / np.maximum(n, 1), math.nan).tolist()
+        counts[metric] = n.astype(int).tolist()
+    return values, counts
 
 
 def _mapper(

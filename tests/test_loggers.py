@@ -1,15 +1,18 @@
-"""Scalars and figures reach every Lightning logger: TensorBoard, CSV, MLflow, several at once.
+"""Scalars and figures reach every Lightning logger: TensorBoard, CSV, MLflow, W&B, several at once.
 
 Each test reads the logger's own files back with the logger's own reader.
 """
 
 import csv
+import glob
+import json
 import os
+import struct
 import warnings
 
 import pytest
 from matplotlib.image import imread
-from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import MLP, blobs, loader, quiet_trainer
@@ -149,3 +152,61 @@ def test_several_loggers_at_once_each_get_everything_they_can_take(tmp_path, mlf
     # Two loggers took the figures: no PNG files and no warning for the CSV logger.
     assert figure_warnings == []
     assert not os.path.exists(os.path.join(csv_logger.log_dir, "topology_figures"))
+
+
+def wandb_history(save_dir):
+    """The history rows of the one offline W&B run under ``save_dir``, read from its ``.wandb``
+    file: W&B's LevelDB-style log (a 7-byte header, then 32 KiB blocks of records, each a 7-byte
+    header — CRC, length, type: 1 full, 2 first, 3 middle, 4 last — and a protobuf ``Record``
+    split across blocks). wandb >= 0.20 no longer ships a reader of its own."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = glob.glob(os.path.join(save_dir, "wandb", "offline-run-*", "run-*.wandb"))
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B"
+    block, header = 32768, 7
+    rows, parts, i = [], b"", header
+    while i + header <= len(data):
+        left = block - i % block
+        _, length, kind = struct.unpack("<IHB", data[i : i + header])
+        if left < header or (length == 0 and kind == 0):  # padding to the next block
+            i += left
+            continue
+        parts += data[i + header : i + header + length]
+        i += header + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            parts = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append(
+                    {
+                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                        for item in record.history.item
+                    }
+                )
+    return path, rows
+
+
+def test_wandb_offline_logger_gets_every_scalar_and_every_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="topo")
+    monitor, figure_warnings = fit(logger, tmp_path)
+    logger.experiment.finish()
+    path, rows = wandb_history(tmp_path)
+
+    scalars = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("topology/"):
+                scalars.setdefault(row["trainer/global_step"], {})[key] = value
+    assert_same(scalars, expected_scalars(monitor))
+
+    run_files = os.path.join(os.path.dirname(path), "files")
+    for tag in FIGURE_TAGS:
+        logged = [row for row in rows if f"{tag}/filenames" in row]
+        assert [row["trainer/global_step"] for row in logged] == [0, 1], tag
+        (name,) = logged[-1][f"{tag}/filenames"]
+        image = imread(os.path.join(run_files, name))
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert figure_warnings == []

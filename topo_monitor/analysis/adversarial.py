@@ -35,11 +35,13 @@ __all__ = [
     "adversarial_config",
     "adversarial_topology",
     "macro_f1",
+    "require_torchattacks",
 ]
 
 ATTACKS = ("FGSM", "MIFGSM", "PGD")
 """torchattacks attacks known by name; any other ``torchattacks.Attack`` class or instance may be
-passed. torchattacks is imported when an attack is first made, not with this package."""
+passed. torchattacks (the ``adversarial`` extra) is imported when the analysis first runs, not
+with this package."""
 
 INPUT = "input"
 """Name of the input-space cloud (relative depth 0) in the table."""
@@ -47,8 +49,21 @@ INPUT = "input"
 DEFAULT_EPS = (0.0, 0.03, 0.1, 0.3)
 
 
-def _torchattacks() -> Any:
-    return importlib.import_module("torchattacks")
+def require_torchattacks() -> Any:
+    """The torchattacks module, or an ImportError that says how to get it.
+
+    torchattacks is the ``adversarial`` extra, not a dependency: its last release pins an old,
+    vulnerable ``requests`` that every user would otherwise get.
+    """
+    try:
+        return importlib.import_module("torchattacks")
+    except ImportError as error:
+        raise ImportError(
+            "the adversarial API makes its attacks with torchattacks, which is not installed: "
+            "pip install 'topo-monitor[adversarial]' (torchattacks pins requests~=2.25.1; "
+            "'pip install --no-deps torchattacks' keeps your requests, as torchattacks imports "
+            "only torch, NumPy and SciPy)"
+        ) from error
 
 
 def adversarial_config(
@@ -138,7 +153,7 @@ def _make_attack(
     kwargs: dict[str, Any],
 ) -> tuple[str, torchattacks.attack.Attack]:
     name = _attack_name(attack)
-    torchattacks = _torchattacks()
+    torchattacks = require_torchattacks()
     if isinstance(attack, str):
         attack = getattr(torchattacks, attack)
     if isinstance(attack, type) and issubclass(attack, torchattacks.attack.Attack):
@@ -207,6 +222,7 @@ def adversarial_topology(
         attack that are misclassified after), accuracy and macro F1 on X'; per block (and
         ``"input"``): the class-averaged topology of X'.
     """
+    require_torchattacks()
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
         raise ValueError("inputs must be a tensor of shape (n, ...)")
     labels = torch.as_tensor(labels).reshape(-1).long()

@@ -16,6 +16,7 @@ from topo_monitor.analysis.adversarial import (
     INPUT,
     adversarial_config,
     adversarial_topology,
+    require_torchattacks,
 )
 from topo_monitor.callbacks._probe import given_probe, training_probe
 from topo_monitor.probing.measurement import BlocksSpec, check_probing_options
@@ -39,6 +40,8 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
     (success rate and input-space PHdim against ε); and the full table of every monitored epoch
     in ``history``. The attacks run on rank 0: under DDP the other ranks wait at their next
     collective; strategies that shard parameters across processes are refused at fit start.
+    Needs torchattacks (``pip install "topo-monitor[adversarial]"``): without it, construction
+    raises an ImportError saying so.
 
     Parameters
     ----------
@@ -73,6 +76,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
         unpack: Callable[[Any], tuple[Any, Any]] | None = None,
     ) -> None:
         super().__init__()
+        require_torchattacks()  # here, not in the middle of the user's training run
         for name, value in (
             ("samples_per_class", samples_per_class),
             ("every_n_epochs", every_n_epochs),

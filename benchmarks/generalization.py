@@ -54,7 +54,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_data import evaluate, load
 from topo_monitor import measure
-from topo_monitor.analysis.baselines import GEOMETRY, param_distance
 from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
@@ -63,6 +62,8 @@ from topo_monitor.analysis.generalization import (
 )
 from topo_monitor.analysis.pgdl import conditional_mutual_information, granulated_kendall
 from topo_monitor.probing import ProbeSet
+from topo_monitor.probing.baselines import param_distance
+from topo_monitor.tda.geometry import GEOMETRY
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "generalization")
 GRIDS = {

@@ -11,15 +11,15 @@ from sklearn.metrics import davies_bouldin_score
 
 from helpers import MLP, blobs
 from topo_monitor import measure
-from topo_monitor.analysis.baselines import (
+from topo_monitor.analysis.generalization import BASELINE_FEATURES, features_from_record
+from topo_monitor.probing.baselines import param_distance
+from topo_monitor.probing.summary import SummaryConfig, metric_names
+from topo_monitor.tda.geometry import (
     GEOMETRY,
     davies_bouldin,
     effective_rank,
     neural_collapse_nc1,
-    param_distance,
 )
-from topo_monitor.analysis.generalization import BASELINE_FEATURES, features_from_record
-from topo_monitor.probing.summary import SummaryConfig, metric_names
 
 
 def test_davies_bouldin_equals_scikit_learn(rng):

@@ -17,7 +17,6 @@ from scipy import stats
 
 from helpers import MLP, blobs, loader, quiet_trainer
 from topo_monitor import PredictedTestAccuracy, TopologyMonitor
-from topo_monitor.analysis.baselines import mean_margin
 from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
@@ -27,6 +26,7 @@ from topo_monitor.analysis.generalization import (
     paired_bootstrap,
     pearson_r,
 )
+from topo_monitor.probing.baselines import mean_margin
 from topo_monitor.probing.record import TopologyRecord
 
 

@@ -22,7 +22,7 @@ from topo_monitor import (
     measure,
     read_history,
 )
-from topo_monitor.analysis.baselines import mean_margin
+from topo_monitor.probing.baselines import mean_margin
 
 
 def comparable(record: TopologyRecord) -> dict:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from topo_monitor import ProbeSet, h0_death_times, measure
-from topo_monitor.analysis.baselines import mean_margin
+from topo_monitor.probing.baselines import mean_margin
 from topo_monitor.probing.reduction import reduce_output
 
 

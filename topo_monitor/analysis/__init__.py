@@ -1,9 +1,8 @@
-"""Analyses built on measurements: test-free baselines, generalization prediction, stopping rules,
-redundant blocks and adversarial-example topology (torchattacks is imported only when an attack
-is made)."""
+"""Analyses built on measurements: generalization prediction (beside the test-free baselines),
+stopping rules, redundant blocks and adversarial-example topology (torchattacks is imported only
+when an attack is made)."""
 
 from topo_monitor.analysis.adversarial import AdversarialTable, adversarial_topology
-from topo_monitor.analysis.baselines import mean_margin, param_norm
 from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
@@ -17,6 +16,7 @@ from topo_monitor.analysis.stopping import (
     StoppingRule,
     VelocityRule,
 )
+from topo_monitor.probing.baselines import mean_margin, param_norm
 
 __all__ = [
     "AdversarialTable",

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from topo_monitor._validation import as_names, as_real, check, is_positive_int
-from topo_monitor.analysis.baselines import GEOMETRY
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.functional import FUNCTIONAL_SUMMARIES
+from topo_monitor.tda.geometry import GEOMETRY
 
 __all__ = [
     "BASELINE_FEATURES",

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from topo_monitor._validation import check, is_positive_int
-from topo_monitor.analysis.baselines import mean_margin, param_norm
+from topo_monitor.probing.baselines import mean_margin, param_norm
 from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
 from topo_monitor.probing.hooks import collect_clouds, preserved_state
 from topo_monitor.probing.probe import ProbeSet, default_unpack

@@ -19,12 +19,6 @@ import numpy as np
 import torch
 
 from topo_monitor._validation import as_positive, check, is_positive_int
-from topo_monitor.analysis.baselines import (
-    GEOMETRY,
-    davies_bouldin,
-    effective_rank,
-    neural_collapse_nc1,
-)
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.tda.dimension import ph_dimensions
 from topo_monitor.tda.distances import distance_matrix, paired_distances
@@ -34,6 +28,12 @@ from topo_monitor.tda.functional import (
     THRESHOLD_GRID,
     FunctionalTopology,
     functional_topology,
+)
+from topo_monitor.tda.geometry import (
+    GEOMETRY,
+    davies_bouldin,
+    effective_rank,
+    neural_collapse_nc1,
 )
 from topo_monitor.tda.mapper import MAPPER_GAIN, MAPPER_INTERVALS, MapperGraph, mapper_graph
 from topo_monitor.tda.persistence import (

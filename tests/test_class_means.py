@@ -56,8 +56,9 @@ def test_a_class_without_phdim_is_left_out_of_the_mean(last_class, phdim_cause):
         # E0 itself (no scale) is 0 for the collapsed class: a value, so it enters.
         assert record.class_counts["E0_1"] == [3, 3]
         np.testing.assert_allclose(record.values["E0_1"], np.asarray(alone.values["E0_1"]) * 2 / 3)
-    causes = [reason for _, reason in record.problems if "PHdim" in reason]
-    assert len(causes) == 2 and all(r.startswith("class 2: ") and phdim_cause in r for r in causes)
+    phdim = [p for p in record.problems if p.metric == "PHdim"]
+    assert [(p.block, p.label) for p in phdim] == [("block", 2), ("output", 2)]
+    assert all(phdim_cause in p.detail for p in phdim)
 
 
 def test_nan_only_when_no_class_has_a_value():

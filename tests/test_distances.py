@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from gudhi.representations import SlicedWassersteinDistance
 
-from topo_monitor.tda.distances import distance_matrix, paired_distances, sliced_wasserstein
+from topo_monitor.tda.distances import (
+    paired_distances,
+    sliced_wasserstein,
+    sliced_wasserstein_matrix,
+)
 from topo_monitor.tda.persistence import barcode
 
 
@@ -36,7 +40,7 @@ def test_distance_matrix_equals_gudhi(rng):
     # Diagrams of different sizes (one empty, one below zero).
     diagrams = [random_diagram(rng, k) for k in (3, 0, 9, 5, 40, 1)]
     diagrams[3] -= 2.0
-    ours = distance_matrix(diagrams, num_directions=20)
+    ours = sliced_wasserstein_matrix(diagrams, num_directions=20)
     expected = SlicedWassersteinDistance(num_directions=20).fit(diagrams).transform(diagrams)
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(ours, ours.T)
@@ -44,8 +48,8 @@ def test_distance_matrix_equals_gudhi(rng):
 
 
 def test_distance_matrix_of_fewer_than_two_diagrams():
-    assert distance_matrix([]).shape == (0, 0)
-    np.testing.assert_array_equal(distance_matrix([np.array([[0.0, 1.0]])]), [[0.0]])
+    assert sliced_wasserstein_matrix([]).shape == (0, 0)
+    np.testing.assert_array_equal(sliced_wasserstein_matrix([np.array([[0.0, 1.0]])]), [[0.0]])
 
 
 def test_bad_input_raises():
@@ -62,13 +66,15 @@ def test_whole_barcodes_and_backward_bars_are_clear_errors(rng):
     with pytest.raises(ValueError, match=r"bars_b is a list of diagrams"):
         sliced_wasserstein(barcode(X)[0], barcode(Y))
     with pytest.raises(ValueError, match=r"diagrams\[1\] is a list of diagrams"):
-        distance_matrix([barcode(X)[0], barcode(Y)])
+        sliced_wasserstein_matrix([barcode(X)[0], barcode(Y)])
     with pytest.raises(ValueError, match=r"bars_b has 1 bar\(s\) that die before they are born"):
         sliced_wasserstein(random_diagram(rng, 3), np.array([[0.0, 1.0], [2.0, 1.5]]))
-    # One barcode's diagrams are a list of diagrams, which distance_matrix takes.
+    # One barcode's diagrams are a list of diagrams, which sliced_wasserstein_matrix takes.
     diagrams = barcode(X)
     expected = SlicedWassersteinDistance(num_directions=50).fit(diagrams).transform(diagrams)
-    np.testing.assert_allclose(distance_matrix(diagrams), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        sliced_wasserstein_matrix(diagrams), expected, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_paired_distances_equal_gudhi_pair_by_pair(rng):

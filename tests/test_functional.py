@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from helpers import MLP, blobs, loader, quiet_trainer
 from topo_monitor import SummaryConfig, TopologyMonitor, TopologyRecord, read_history
+from topo_monitor.probing.problems import Problem
 from topo_monitor.probing.summary import (
     DEFAULT_METRICS,
     METRICS,
@@ -300,7 +301,7 @@ def test_summarize_puts_the_network_graph_of_every_block_in_record_network() -> 
     broken = {"broken": torch.full((360, 3), math.nan), **clouds}
     record = summarize(broken, labels, SummaryConfig(metrics=("functional",)))
     assert record.network["functional_neurons"] == 9
-    assert record.values == {} and record.problems[0][0] == "broken"
+    assert record.values == {} and record.problems[0].block == "broken"
 
 
 def test_the_network_values_survive_the_history_and_old_files_still_read() -> None:
@@ -321,11 +322,12 @@ def test_a_graph_of_too_few_neurons_is_a_problem_of_the_network() -> None:
     clouds = {"output": torch.column_stack([torch.arange(10.0), torch.ones(10)])}
     record = summarize(clouds, torch.zeros(10), SummaryConfig(metrics=("functional",)))
     assert record.problems == [
-        [
+        Problem(
             "network",
-            "functional graph: the functional graph needs two neurons that are not "
-            "constant, got 1 (1 constant)",
-        ]
+            "functional",
+            "functional_graph",
+            "the functional graph needs two neurons that are not constant, got 1 (1 constant)",
+        )
     ]
     assert math.isnan(record.network["functional_life_H1"])
 

@@ -121,36 +121,41 @@ def test_mean_margin_closed_form():
     assert math.isnan(mean_margin(logits[:, :1], np.array([0, 1])))
 
 
-def test_callback_logs_the_prediction_without_test_data(tmp_path):
-    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_callback_logs_the_prediction_without_test_data(tmp_path, alpha):
+    # With alpha = 2 the features are E0_2...: the predictor must find them (it once looked
+    # for E0_1 only, and silently had no E feature).
+    e0 = f"E0_{alpha:g}"
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",), alpha=alpha)
     first = quiet_trainer(
         max_epochs=1, callbacks=[monitor], logger=False, default_root_dir=tmp_path
     )
     first.fit(MLP(), loader(blobs()))
     live = features_from_record(monitor.history[-1])
-    assert set(live) >= {"E0_1", "E0_1_scaled", "margin", "param_norm"}
+    assert set(live) >= {e0, f"{e0}_scaled", "margin", "param_norm"}
     # A calibration in which accuracy falls with E0_1 around this run's value.
     calibration = CalibrationSet()
     for i, factor in enumerate(np.linspace(0.5, 1.5, 8)):
         calibration.add(
-            f"r{i}", float(0.99 - 0.2 * factor + 0.001 * (-1) ** i), {"E0_1": live["E0_1"] * factor}
+            f"r{i}", float(0.99 - 0.2 * factor + 0.001 * (-1) ** i), {e0: live[e0] * factor}
         )
     path = tmp_path / "calibration.jsonl"
     calibration.save(path)
 
     predicted = PredictedTestAccuracy(path)
-    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",))
+    monitor = TopologyMonitor(samples_per_class=20, metrics=("e0",), alpha=alpha)
     trainer = quiet_trainer(
         max_epochs=2, callbacks=[predicted, monitor], logger=False, default_root_dir=tmp_path
     )
     trainer.fit(MLP(), loader(blobs()))
+    assert e0 in predicted.predictor.topology and list(predicted.predictor.chosen) == [e0]
     assert [h["epoch"] for h in predicted.history] == [0, 1]
     expected, std = predicted.predictor.predict(features_from_record(monitor.history[-1]))
     logged = trainer.callback_metrics["topology/predicted_test_acc"].item()
     assert logged == pytest.approx(expected, rel=1e-6)
     assert 0.5 < logged < 1.0 and std > 0
-    e0 = features_from_record(monitor.history[-1])["E0_1"]
-    inside = 0.5 * live["E0_1"] <= e0 <= 1.5 * live["E0_1"]
+    value = features_from_record(monitor.history[-1])[e0]
+    inside = 0.5 * live[e0] <= value <= 1.5 * live[e0]
     flag = trainer.callback_metrics["topology/predicted_test_acc_extrapolating"].item()
     assert flag == (0.0 if inside else 1.0)
 

@@ -156,7 +156,7 @@ def test_a_non_finite_block_has_no_graph_and_nan_purity(rng):
     record = summarize(clouds, y, SummaryConfig(metrics=("mapper",)))
     assert math.isnan(record.values["mapper_node_purity"][0])
     assert list(record.mapper_graphs) == ["pure"]
-    assert record.problems and record.problems[0][0] == "mixed"
+    assert record.problems and record.problems[0].block == "mixed"
 
 
 def test_bad_mapper_options_are_refused_at_construction():

@@ -36,11 +36,11 @@ from topo_monitor.tda import (
     PHDimResult,
     barcode,
     cloud_scale,
-    distance_matrix,
     h0_death_times,
     mean_lifespan,
     ph_dimension,
     sliced_wasserstein,
+    sliced_wasserstein_matrix,
     total_persistence,
 )
 
@@ -92,7 +92,6 @@ __all__ = [
     "adversarial_topology",
     "barcode",
     "cloud_scale",
-    "distance_matrix",
     "features_from_record",
     "h0_death_times",
     "mean_lifespan",
@@ -100,5 +99,6 @@ __all__ = [
     "ph_dimension",
     "read_history",
     "sliced_wasserstein",
+    "sliced_wasserstein_matrix",
     "total_persistence",
 ]

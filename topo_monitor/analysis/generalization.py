@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from topo_monitor._validation import as_names, as_real, check, is_positive_int
-from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.tda.functional import FUNCTIONAL_SUMMARIES
+from topo_monitor.probing.config import SummaryConfig
+from topo_monitor.probing.metrics import METRICS, is_topology_feature, topology_features
+from topo_monitor.probing.record import TopologyRecord, nan_to_none
 from topo_monitor.tda.geometry import GEOMETRY
 
 __all__ = [
@@ -36,10 +37,10 @@ __all__ = [
     "pearson_r",
 ]
 
-BLOCK_FEATURES = ("E0_1", "E0_1_scaled", "PHdim", "E1_1", "E1_1_scaled")
-NETWORK_FEATURES = tuple(f"functional_{s}_H{k}" for k in (1, 2) for s in FUNCTIONAL_SUMMARIES)
-"""The functional graph's summaries (``record.network``), when the monitor computes them."""
-TOPOLOGY_FEATURES = BLOCK_FEATURES + NETWORK_FEATURES
+TOPOLOGY_FEATURES = tuple(topology_features(SummaryConfig(metrics=METRICS, homology_dims=(0, 1))))
+"""Every topological feature at α = 1: E⁰, E¹ (raw and scale-free), PHdim and the functional
+graph's summaries (``record.network``). Another α gives other names
+(:func:`~topo_monitor.probing.metrics.topology_features` of the monitor's configuration)."""
 BASELINE_FEATURES = ("train_loss", "margin", "param_norm", *GEOMETRY)
 """The test-free baselines: final training loss, output margin, parameter norm, and (with the
 ``"geometry"`` metric group) the block's Davies–Bouldin index, NC1 and effective rank."""
@@ -125,7 +126,7 @@ class CalibrationSet:
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w") as f:
             for run in self.runs:
-                f.write(json.dumps(_nan_to_null(asdict(run))) + "\n")
+                f.write(json.dumps(nan_to_none(asdict(run))) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CalibrationSet:
@@ -179,14 +180,6 @@ class CalibrationSet:
         return X.reshape(len(rows), len(features)), np.array([r.test_accuracy for r in rows])
 
 
-def _nan_to_null(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_null(v) for k, v in obj.items()}
-    return obj
-
-
 def features_from_record(
     record: TopologyRecord, train_loss: float | None = None, block: int | str = -2
 ) -> dict[str, float]:
@@ -220,10 +213,10 @@ def features_from_record(
     features = {
         name: float(values[index])
         for name, values in record.values.items()
-        if name in BLOCK_FEATURES or name in GEOMETRY
+        if is_topology_feature(name) or name in GEOMETRY
     }
     features.update(
-        {name: float(v) for name, v in record.network.items() if name in NETWORK_FEATURES}
+        {name: float(v) for name, v in record.network.items() if is_topology_feature(name)}
     )
     features.update(record.extras)
     if train_loss is not None:

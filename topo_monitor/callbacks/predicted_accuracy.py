@@ -10,12 +10,12 @@ import torch
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info, rank_zero_warn
 from topo_monitor.analysis.generalization import (
-    TOPOLOGY_FEATURES,
     CalibrationSet,
     GeneralizationPredictor,
     features_from_record,
 )
 from topo_monitor.callbacks.monitor import TopologyMonitor
+from topo_monitor.probing.metrics import is_topology_feature, topology_features
 from topo_monitor.reporting.loggers import log_metrics
 
 __all__ = ["PredictedTestAccuracy"]
@@ -97,8 +97,7 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         calibration = self.calibration
         if not isinstance(calibration, CalibrationSet):
             calibration = CalibrationSet.load(calibration)
-        computed = {*self._topology.metric_names, *self._topology.network_metric_names}
-        recorded = [f for f in TOPOLOGY_FEATURES if f in computed]
+        recorded = topology_features(self._topology.config)
         try:
             self.predictor = GeneralizationPredictor(topology=recorded).fit(calibration)
         except ValueError as err:
@@ -107,7 +106,7 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
                 f"features, the TopologyMonitor records {recorded})"
             ) from err
         unrecorded = {
-            f for r in calibration.runs for f in r.features if f in TOPOLOGY_FEATURES
+            f for r in calibration.runs for f in r.features if is_topology_feature(f)
         } - set(recorded)
         note = (
             f" ({sorted(unrecorded)}, in the calibration runs, are not candidates: the "

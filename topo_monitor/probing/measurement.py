@@ -8,7 +8,6 @@ benchmarks, and a user's loop over saved checkpoints. No Lightning here.
 from __future__ import annotations
 
 import math
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,11 +22,13 @@ from torch.utils.data import Dataset
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.probing.baselines import mean_margin, param_norm
 from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
+from topo_monitor.probing.config import SummaryConfig, summary_config
 from topo_monitor.probing.hooks import collect_clouds, preserved_state
 from topo_monitor.probing.probe import ProbeSet, default_unpack
+from topo_monitor.probing.problems import warn_problems
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.probing.reduction import REDUCTIONS, Reducer
-from topo_monitor.probing.summary import SummaryConfig, summarize
+from topo_monitor.probing.summary import summarize
 
 __all__ = ["BlocksSpec", "ProbeLike", "ProbeSharding", "as_probe", "measure"]
 
@@ -203,10 +204,7 @@ def measure(
     >>> probe = ProbeSet.from_dataset(train_set, samples_per_class=100)
     >>> records = [measure(load(path), probe, epoch=e) for e, path in checkpoints]
     """
-    if config is None:
-        config = SummaryConfig(**summary_options)
-    elif summary_options:
-        raise TypeError(f"give config= or summary options {sorted(summary_options)}, not both")
+    config = summary_config(config, summary_options)
     check_probing_options(reduction, seed, batch_size, channel_dim)
     probe = as_probe(probe, samples_per_class, seed, unpack, config.per_class)
     hooked = resolve_blocks(model, blocks)
@@ -274,33 +272,5 @@ def measure(
         "margin": mean_margin(clouds[OUTPUT], probe.labels) if probe.classified else math.nan,
         "param_norm": norm,
     }
-    _warn_problems(record.problems, where)
+    warn_problems(record.problems, where)
     return record
-
-
-def _warn_problems(problems: Sequence[Sequence[str]], where: str) -> None:
-    """One warning per cause, however many classes and blocks it hit (a probe of 1000 small
-    classes must not print thousands of lines)."""
-    hits: dict[str, tuple[set[str], set[str]]] = {}
-    for block, reason in problems:
-        match = re.match(r"class (-?\d+): (.*)", reason)
-        cause, cls = (match.group(2), match.group(1)) if match else (reason, None)
-        blocks, classes = hits.setdefault(cause, (set(), set()))
-        blocks.add(block)
-        if cls is not None:
-            classes.add(cls)
-    for cause, (blocks, classes) in hits.items():
-        named = sorted(blocks)
-        listed = ", ".join(repr(b) for b in named[:3]) + (", ..." if len(named) > 3 else "")
-        if classes:
-            outcome = (
-                f"in {len(classes)} class(es) of {len(named)} block(s) ({listed}); those classes "
-                "are left out of the blocks' class means (record.class_counts says how many "
-                "entered, record.problems lists every case)"
-            )
-        else:
-            outcome = (
-                f"in {len(named)} block(s) ({listed}); recorded as NaN "
-                "(record.problems lists every case)"
-            )
-        warnings.warn(f"topo_monitor: {where}{cause}, {outcome}", stacklevel=3)

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from topo_monitor.probing.problems import Problem
 from topo_monitor.tda.mapper import MapperGraph
 
-__all__ = ["TopologyRecord"]
+__all__ = ["TopologyRecord", "nan_to_none", "none_to_nan"]
 
 
 @dataclass
@@ -42,8 +43,9 @@ class TopologyRecord:
     classes : list of int, length K
     sw : list of list of float or None
         (L, L) sliced-Wasserstein distances between the blocks' scale-free H0 diagrams.
-    problems : list of [block, reason]
-        Why some values are NaN.
+    problems : list of Problem
+        Why some values are NaN (or some classes left out of a mean): block, class, metric,
+        cause and detail of each case.
     timings : dict[str, float]
         Seconds spent per stage.
     extras : dict[str, float]
@@ -76,7 +78,7 @@ class TopologyRecord:
     class_counts: dict[str, list[int]] = field(default_factory=dict)
     classes: list[int] = field(default_factory=list)
     sw: list[list[float]] | None = None
-    problems: list[list[str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
     network: dict[str, float] = field(default_factory=dict)
@@ -88,32 +90,37 @@ class TopologyRecord:
         """A JSON-ready dict (without ``diagrams`` and ``mapper_graphs``): NaN becomes None."""
         data = asdict(replace(self, diagrams=None, mapper_graphs=None))
         del data["diagrams"], data["mapper_graphs"]
-        return _nan_to_none(data)
+        return nan_to_none(data)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> TopologyRecord:
+        """From :meth:`to_dict`; history files of older versions load too (problems written as
+        ``[block, text]`` pairs, no ``class_counts``)."""
         data = dict(data)
         kept = {key: data.pop(key, None) for key in ("epoch", "step", "sw")}
         if kept["sw"] is not None:
-            kept["sw"] = _none_to_nan(kept["sw"])
-        return cls(**_none_to_nan(data), **kept)
+            kept["sw"] = none_to_nan(kept["sw"])
+        kept["problems"] = [Problem.from_dict(p) for p in data.pop("problems", [])]
+        return cls(**none_to_nan(data), **kept)
 
 
-def _nan_to_none(obj: object) -> object:
-    if isinstance(obj, float) and math.isnan(obj):
+def nan_to_none(obj: object) -> object:
+    """NaN and ±inf → None through dicts, lists and tuples: JSON has neither (``null``)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     return obj
 
 
-def _none_to_nan(obj: object) -> object:
+def none_to_nan(obj: object) -> object:
+    """None → NaN through dicts and lists: the inverse of :func:`nan_to_none` on numbers."""
     if obj is None:
         return math.nan
     if isinstance(obj, dict):
-        return {k: _none_to_nan(v) for k, v in obj.items()}
+        return {k: none_to_nan(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_none_to_nan(v) for v in obj]
+        return [none_to_nan(v) for v in obj]
     return obj

@@ -4,7 +4,6 @@ functional graph's Betti curves and a block's Mapper graph."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 
+from topo_monitor.probing.problems import NETWORK
 from topo_monitor.probing.record import TopologyRecord
 
 __all__ = [
@@ -157,7 +157,7 @@ def betti_curves(records: Sequence[TopologyRecord]) -> Figure:
         neurons = newest.network.get("functional_neurons", math.nan)
         fig.axes[0].set_title(f"functional graph of {neurons:.0f} neurons: $\\beta_1$", fontsize=10)
         fig.axes[1].set_title("$\\beta_2$", fontsize=10)
-        failed = [reason for block, reason in newest.problems if block == "network"]
+        failed = [p.reason for p in newest.problems if p.block == NETWORK]
         if failed:
             _note(fig.axes[0], f"epoch {newest.epoch}: {failed[0]}")
     return fig
@@ -208,14 +208,7 @@ def _missing_note(record: TopologyRecord, metric: str) -> str | None:
     values = np.asarray(record.values[metric], dtype=float)
     if np.isfinite(values).all():
         return None
-    prefix = metric.split("_")[0] + ":"  # "PHdim: too few points", not other metrics' causes
-    causes = sorted(
-        {
-            re.sub(r"^class -?\d+: ", "", reason)
-            for _, reason in record.problems
-            if prefix in reason or "PHdim" not in reason
-        }
-    )
+    causes = sorted({p.reason for p in record.problems if p.covers(metric)})
     where = (
         "any block"
         if not np.isfinite(values).any()

@@ -5,7 +5,7 @@ No Lightning and no model here: tensors and arrays in, numbers and diagrams out.
 """
 
 from topo_monitor.tda.dimension import PHDimResult, ph_dimension, ph_dimensions
-from topo_monitor.tda.distances import distance_matrix, sliced_wasserstein
+from topo_monitor.tda.distances import sliced_wasserstein, sliced_wasserstein_matrix
 from topo_monitor.tda.functional import FunctionalTopology, functional_topology
 from topo_monitor.tda.mapper import MapperGraph, mapper_graph
 from topo_monitor.tda.persistence import (
@@ -25,7 +25,6 @@ __all__ = [
     "barcode",
     "betti0_at_scale",
     "cloud_scale",
-    "distance_matrix",
     "functional_topology",
     "h0_death_times",
     "h0_death_times_many",
@@ -34,5 +33,6 @@ __all__ = [
     "ph_dimension",
     "ph_dimensions",
     "sliced_wasserstein",
+    "sliced_wasserstein_matrix",
     "total_persistence",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 
 from topo_monitor._validation import as_diagram
 
-__all__ = ["distance_matrix", "paired_distances", "sliced_wasserstein"]
+__all__ = ["paired_distances", "sliced_wasserstein", "sliced_wasserstein_matrix"]
 
 DiagramLike = np.ndarray | Sequence[Sequence[float]]
 
@@ -120,7 +120,9 @@ def paired_distances(
     return _sw_batch(*projected) if diagrams_a else np.zeros(0)
 
 
-def distance_matrix(diagrams: Sequence[DiagramLike], num_directions: int = 50) -> np.ndarray:
+def sliced_wasserstein_matrix(
+    diagrams: Sequence[DiagramLike], num_directions: int = 50
+) -> np.ndarray:
     """Sliced-Wasserstein distances between every pair of diagrams (e.g. the blocks of a network).
 
     Parameters

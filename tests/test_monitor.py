@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from helpers import MLP, blobs, loader, quiet_trainer
-from topo_monitor import TopologyMonitor
+from topo_monitor import SummaryConfig, TopologyMonitor
 
 
 def gudhi_e0(points: np.ndarray) -> float:
@@ -249,6 +249,29 @@ def test_unknown_block_fails_at_fit_start(tmp_path):
 def test_bad_arguments_say_what_is_allowed(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TopologyMonitor(**kwargs)
+
+
+def test_one_configuration_object_or_its_fields_as_keywords():
+    config = SummaryConfig(metrics=("e0",), alpha=2.0)
+    assert TopologyMonitor(config).config == config
+    assert TopologyMonitor(metrics=("e0",), alpha=2.0).config == config
+    assert TopologyMonitor(config).metric_names == [
+        "E0_2",
+        "E0_2_scaled",
+        "E0_mean_lifespan",
+        "beta0",
+    ]
+    with pytest.raises(TypeError, match=r"give config= or summary options \['alpha'\], not both"):
+        TopologyMonitor(config, alpha=1.0)
+    # A misspelt option names what there is: the summary options and the callback's own.
+    with pytest.raises(
+        TypeError, match=r"\['homology_dim'\]: the summary options are \[.*'homology_dims'"
+    ):
+        TopologyMonitor(homology_dim=(0, 1))
+    with pytest.raises(TypeError, match=r"its own options are \[.*'every_n_epochs'"):
+        TopologyMonitor(every_n_epoch=2)
+    with pytest.raises(ValueError, match="config must be a SummaryConfig"):
+        TopologyMonitor({"metrics": ("e0",)})
 
 
 def test_figures_every_n_epochs_and_after_the_last(tmp_path):

@@ -22,22 +22,29 @@ from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.callbacks._probe import given_probe, training_probe
 from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
+from topo_monitor.probing.config import SummaryConfig, summary_config
 from topo_monitor.probing.measurement import BlocksSpec, ProbeSharding, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
+from topo_monitor.probing.metrics import metric_names, network_names
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.probing.summary import (
-    DEFAULT_METRICS,
-    FUNCTIONAL_MAX_NEURONS,
-    MAPPER_MAX_POINTS,
-    SummaryConfig,
-    metric_names,
-    network_names,
-)
 from topo_monitor.reporting.writer import TopologyWriter
-from topo_monitor.tda.mapper import MAPPER_GAIN, MAPPER_INTERVALS
 
 __all__ = ["TopologyMonitor"]
+
+_OWN_OPTIONS = (
+    "blocks",
+    "samples_per_class",
+    "probe",
+    "reduction",
+    "every_n_epochs",
+    "seed",
+    "batch_size",
+    "channel_dim",
+    "unpack",
+    "forward",
+    "figures_every_n_epochs",
+)
 
 
 class TopologyMonitor(*CALLBACK_BASES):
@@ -113,18 +120,13 @@ class TopologyMonitor(*CALLBACK_BASES):
         input's class (see :func:`~topo_monitor.measure`).
     every_n_epochs : int, default 1
         Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
-    metrics, homology_dims, h1_max_points, per_class, alpha, normalize, phdim_draws, sw_directions
-        What to compute, as :class:`~topo_monitor.SummaryConfig` (defaults: every metric group
-        but ``"functional"``, ``"geometry"`` and ``"mapper"``, H0 only, H1 capped at 150 points
-        per class, per class, α = 1, no normalisation, 3 PHdim draws per size, 50 SW
-        directions).
-    functional_max_neurons : int, default 50
-        With ``"functional"`` in ``metrics``: the functional graph's nodes, drawn across blocks
-        when the network has more (its H2 costs ~m⁴).
-    mapper_intervals, mapper_gain, mapper_max_points : int, float, int, default 10, 0.3, 3000
-        With ``"mapper"`` in ``metrics``: the cover (intervals over the range of the norms and
-        their overlap) and the points per block the graph is built on (a random subsample when
-        more).
+    config : SummaryConfig, optional
+        What to compute; or give its fields as keyword arguments (``metrics=(...)``,
+        ``homology_dims=(0, 1)``, ``per_class``, ``alpha``, ``normalize``, ``h1_max_points``,
+        ``phdim_draws``, ``sw_directions``, ``functional_max_neurons``, ``mapper_intervals``,
+        ``mapper_gain``, ``mapper_max_points``), not both, as :func:`~topo_monitor.measure`.
+        Defaults: every metric group but ``"functional"``, ``"geometry"`` and ``"mapper"``, H0
+        only, per class, α = 1 (see :class:`~topo_monitor.SummaryConfig`).
     seed : int, default 0
         Seeds the private generators of the probe draw and of the PHdim/H1 subsamples.
     batch_size : int, default 256
@@ -151,32 +153,25 @@ class TopologyMonitor(*CALLBACK_BASES):
 
     def __init__(
         self,
+        config: SummaryConfig | None = None,
         *,
         blocks: BlocksSpec = "auto",
         samples_per_class: int = 300,
         probe: Dataset | tuple[torch.Tensor, torch.Tensor] | ProbeSet | None = None,
         reduction: str = "gap",
         every_n_epochs: int = 1,
-        metrics: Sequence[str] = DEFAULT_METRICS,
-        homology_dims: Sequence[int] = (0,),
-        h1_max_points: int = 150,
-        per_class: bool = True,
         seed: int = 0,
-        alpha: float = 1.0,
-        normalize: str | None = None,
-        phdim_draws: int = 3,
-        sw_directions: int = 50,
-        functional_max_neurons: int = FUNCTIONAL_MAX_NEURONS,
-        mapper_intervals: int = MAPPER_INTERVALS,
-        mapper_gain: float = MAPPER_GAIN,
-        mapper_max_points: int = MAPPER_MAX_POINTS,
         batch_size: int = 256,
         channel_dim: int | None = None,
         unpack: Callable[[Any], tuple[Any, Any]] | None = None,
         forward: Callable[[nn.Module, Any], Any] | None = None,
         figures_every_n_epochs: int | None = 10,
+        **summary_options: Any,
     ) -> None:
         super().__init__()
+        self.config = summary_config(
+            config, summary_options, "TopologyMonitor", others=_OWN_OPTIONS
+        )
         check(
             blocks == "auto"
             or callable(blocks)
@@ -203,20 +198,6 @@ class TopologyMonitor(*CALLBACK_BASES):
             f"got {figures_every_n_epochs!r}",
         )
         check_probing_options(reduction, seed, batch_size, channel_dim)
-        self.config = SummaryConfig(
-            metrics=metrics,
-            homology_dims=homology_dims,
-            alpha=alpha,
-            per_class=per_class,
-            normalize=normalize,
-            h1_max_points=h1_max_points,
-            phdim_draws=phdim_draws,
-            sw_directions=sw_directions,
-            functional_max_neurons=functional_max_neurons,
-            mapper_intervals=mapper_intervals,
-            mapper_gain=mapper_gain,
-            mapper_max_points=mapper_max_points,
-        )
         self.blocks = blocks
         self.samples_per_class = samples_per_class
         self.reduction = reduction

@@ -7,7 +7,9 @@ the same message everywhere. Which metric groups exist is the registry's busines
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 from topo_monitor._validation import as_positive, check, is_positive_int
 from topo_monitor.probing.metrics import DEFAULT_METRICS, METRICS, selected_groups
@@ -136,10 +138,14 @@ class SummaryConfig:
 
 
 def summary_config(
-    config: SummaryConfig | None, options: dict, owner: str = "measure"
+    config: SummaryConfig | None,
+    options: dict[str, Any],
+    owner: str = "measure",
+    others: Sequence[str] = (),
 ) -> SummaryConfig:
-    """``config``, or one built from keyword ``options``, with a message that lists the valid
-    options when one is unknown (``TypeError``), as for any keyword argument."""
+    """``config``, or one built from keyword ``options``: what every entry point that takes
+    ``config=`` or the summary options as keywords does. An unknown keyword is a ``TypeError``
+    that lists the summary options and the ``others`` the entry point takes itself."""
     if config is not None:
         if options:
             raise TypeError(f"{owner}: give config= or summary options {sorted(options)}, not both")
@@ -151,7 +157,9 @@ def summary_config(
     known = [f.name for f in fields(SummaryConfig)]
     unknown = sorted(set(options) - set(known))
     if unknown:
+        own = f" and its own options are {list(others)}" if others else ""
         raise TypeError(
-            f"{owner} got unexpected keyword argument(s) {unknown}; the summary options are {known}"
+            f"{owner} got unexpected keyword argument(s) {unknown}: the summary options are "
+            f"{known}{own}"
         )
     return SummaryConfig(**options)

@@ -190,6 +190,8 @@ def wandb_history(save_dir):
 
 def test_wandb_offline_logger_gets_every_scalar_and_every_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
+    for variable in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(variable, str(tmp_path / "wandb-home"))  # nothing shared with others
     logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="topo")
     monitor, figure_warnings = fit(logger, tmp_path)
     logger.experiment.finish()
@@ -210,3 +212,27 @@ def test_wandb_offline_logger_gets_every_scalar_and_every_figure(tmp_path, monke
         image = imread(os.path.join(run_files, name))
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     assert figure_warnings == []
+
+
+def test_scalar_keys_are_built_and_read_in_one_place():
+    from topo_monitor import TopologyRecord
+    from topo_monitor.reporting.keys import record_scalars, scalar_key, split_key
+
+    record = TopologyRecord(
+        blocks=["a", "b", "output"],
+        depths=[1 / 3, 2 / 3, 1.0],
+        values={"E0_1": [1.0, float("nan"), 3.0]},
+        network={"functional_life_H1": 0.5},
+    )
+    scalars = record_scalars(record, aliases=True)
+    assert scalars["topology/E0_1/a"] == 1.0 and scalars["topology/E0_1/last"] == 3.0
+    assert scalars["topology/E0_1/last_hidden"] != scalars["topology/E0_1/last_hidden"]  # NaN kept
+    assert scalars["topology/functional_life_H1"] == 0.5
+    assert set(record_scalars(record)) == set(scalars) - {
+        "topology/E0_1/last",
+        "topology/E0_1/last_hidden",
+    }
+    assert split_key(scalar_key("E0_1", "last_hidden")) == ("E0_1", "last_hidden")
+    assert split_key(scalar_key("functional_life_H1")) == ("functional_life_H1", None)
+    for bad in ("E0_1/a", "topology/", "topology/E0_1/a/b", "metrics/E0_1/a", None):
+        assert split_key(bad) is None

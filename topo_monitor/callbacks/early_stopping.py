@@ -9,6 +9,7 @@ from typing import Any
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info
 from topo_monitor.analysis.stopping import ConvergenceRule, PlateauRule, StoppingRule, VelocityRule
 from topo_monitor.callbacks.monitor import TopologyMonitor
+from topo_monitor.reporting.keys import scalar_key, split_key
 
 __all__ = ["DEFAULT_RULE", "RULES", "TopologicalEarlyStopping", "make_rule"]
 
@@ -26,27 +27,27 @@ RULES: dict[str, tuple[type[StoppingRule], dict[str, Any], str]] = {
     "convergence": (
         ConvergenceRule,
         {"tol": 0.02, "patience": 3},
-        "topology/E0_1_scaled/last_hidden",
+        scalar_key("E0_1_scaled", "last_hidden"),
     ),
     "velocity": (
         VelocityRule,
         {"fraction": 0.2, "patience": 3},
-        "topology/H0_velocity/last_hidden",
+        scalar_key("H0_velocity", "last_hidden"),
     ),
     "minimum": (
         PlateauRule,
         _NO_NEW_MINIMUM,
-        "topology/E0_1_scaled/last_hidden",
+        scalar_key("E0_1_scaled", "last_hidden"),
     ),
     "functional": (
         PlateauRule,
         _NO_NEW_MINIMUM,
-        "topology/functional_midlife_H1",
+        scalar_key("functional_midlife_H1"),
     ),
     "plateau": (
         PlateauRule,
         {"patience": 3, "rebound": 0.25, "mode": "min"},
-        "topology/E0_1/last_hidden",
+        scalar_key("E0_1", "last_hidden"),
     ),
 }
 """Named rules: the rule class, its default options and the metric it reads by default."""
@@ -165,11 +166,7 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
                 f"a {type(self.rule).__name__} object needs the metric it reads: "
                 "monitor='topology/<metric>/<block>'"
             )
-        if (
-            not isinstance(monitor, str)
-            or not monitor.startswith("topology/")
-            or not 1 <= monitor.count("/") <= 2
-        ):
+        if split_key(monitor) is None:
             raise ValueError(
                 "monitor must be a TopologyMonitor metric: 'topology/<metric>/<block>' (e.g. "
                 "'topology/E0_1_scaled/last_hidden') or a per-network value 'topology/<name>' "
@@ -196,22 +193,22 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         monitors = TopologyMonitor.among(
             trainer, "TopologicalEarlyStopping", "it stops on the metrics that monitor computes"
         )
-        _, metric, *block = self.monitor.split("/", 2)
+        metric, block = split_key(self.monitor)
 
         def names(m: TopologyMonitor) -> list[str]:
-            return m.metric_names if block else m.network_metric_names
+            return m.metric_names if block is not None else m.network_metric_names
 
         self._topology = next((m for m in monitors if metric in names(m)), None)
         if self._topology is None:
             available = sorted({name for m in monitors for name in names(m)})
-            kind = "metrics per block" if block else "per-network values"
+            kind = "metrics per block" if block is not None else "per-network values"
             raise ValueError(
                 f"TopologicalEarlyStopping monitors {self.monitor!r}, but no TopologyMonitor "
                 f"computes {metric!r}; available {kind}: {available}"
             )
-        if block:
+        if block is not None:
             self._topology.require_block(
-                pl_module, block[0], f"TopologicalEarlyStopping(monitor={self.monitor!r})"
+                pl_module, block, f"TopologicalEarlyStopping(monitor={self.monitor!r})"
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from topo_monitor.probing.measurement import measure as measure_model
 from topo_monitor.probing.metrics import metric_names, network_names
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.reporting.keys import record_scalars
 from topo_monitor.reporting.writer import TopologyWriter
 
 __all__ = ["TopologyMonitor"]
@@ -215,6 +217,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.measured_epoch: int | None = None
         """The newest epoch whose metrics are in ``trainer.callback_metrics``, on every rank."""
         self._last_run_epoch: int | None = None
+        self._previous: TopologyRecord | None = None
+        """This run's newest record, with its diagrams: the next measurement's velocity."""
         self._directory: str | None = None
 
     @property
@@ -278,8 +282,7 @@ class TopologyMonitor(*CALLBACK_BASES):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_run_epoch = self.measured_epoch = None
-        if self.history:  # no velocity against another run's (or a resumed run's) last epoch
-            self.history[-1].diagrams = None
+        self._previous = None  # no velocity against another run's (or a resumed run's) last epoch
         self.writer.start_run()
         if self.probe is None:  # every rank draws the same probe: they share its forward pass
             with warnings.catch_warnings():
@@ -356,7 +359,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         epoch = trainer.current_epoch
         self._last_run_epoch = epoch
         record = None
-        previous = self.history[-1] if self.history else None
+        previous = self._previous
         # Under DDP or a sharded strategy every rank forwards its share of the probe (a sharded
         # model cannot forward on one rank alone); rank 0 gathers the outputs and measures.
         sharding = (
@@ -379,7 +382,7 @@ class TopologyMonitor(*CALLBACK_BASES):
                 rank_zero_warn(
                     f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"
                 )
-        short = self._short_metrics(record) if record is not None else {}
+        short = record_scalars(record, aliases=True) if record is not None else {}
         short = trainer.strategy.broadcast(short, src=0)
         # trainer.log_dir is a collective (a broadcast from rank 0): every rank must read it, or
         # under DDP rank 0's lone broadcast meets the other ranks' next collective and hangs.
@@ -389,9 +392,10 @@ class TopologyMonitor(*CALLBACK_BASES):
         if short:
             self.measured_epoch = epoch
         if record is not None:
-            if previous is not None:  # only the newest are needed (velocity, the Mapper figure)
-                previous.diagrams = previous.mapper_graphs = None
+            if self.history:  # only the newest keeps its diagrams and Mapper graphs (memory)
+                self.history[-1] = replace(self.history[-1], diagrams=None, mapper_graphs=None)
             self.history.append(record)
+            self._previous = record
             cadence = self.figures_every_n_epochs
             self.writer.write(
                 trainer.loggers,
@@ -431,16 +435,3 @@ class TopologyMonitor(*CALLBACK_BASES):
                 f"{needed_by} needs a TopologyMonitor in Trainer(callbacks=[...]): {why}"
             )
         return monitors
-
-    @staticmethod
-    def _short_metrics(record: TopologyRecord) -> dict[str, float]:
-        out = {}
-        for metric, values in record.values.items():
-            for block, value in zip(record.blocks, values, strict=True):
-                out[f"topology/{metric}/{block}"] = float(value)
-            out[f"topology/{metric}/last"] = float(values[-1])
-            if len(values) >= 2:
-                out[f"topology/{metric}/last_hidden"] = float(values[-2])
-        for name, value in record.network.items():
-            out[f"topology/{name}"] = float(value)
-        return out

@@ -16,11 +16,12 @@ from topo_monitor.analysis.generalization import (
 )
 from topo_monitor.callbacks.monitor import TopologyMonitor
 from topo_monitor.probing.metrics import is_topology_feature, topology_features
+from topo_monitor.reporting.keys import scalar_key
 from topo_monitor.reporting.loggers import log_metrics
 
 __all__ = ["PredictedTestAccuracy"]
 
-PREDICTED = "topology/predicted_test_acc"
+PREDICTED = scalar_key("predicted_test_acc")
 
 
 class PredictedTestAccuracy(*CALLBACK_BASES):
@@ -128,8 +129,8 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
             return
         values = {
             PREDICTED: prediction[0],
-            f"{PREDICTED}_std": prediction[1],
-            f"{PREDICTED}_extrapolating": prediction[2],
+            scalar_key("predicted_test_acc_std"): prediction[1],
+            scalar_key("predicted_test_acc_extrapolating"): prediction[2],
         }
         for key, value in values.items():
             trainer.callback_metrics[key] = torch.tensor(value)

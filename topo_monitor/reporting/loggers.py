@@ -10,35 +10,18 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from topo_monitor.probing.record import TopologyRecord
+from topo_monitor.reporting.keys import layout_pattern
 
-__all__ = [
-    "FigureWriter",
-    "log_metrics",
-    "record_scalars",
-    "write_custom_scalars_layout",
-]
-
-
-def record_scalars(record: TopologyRecord, prefix: str = "topology") -> dict[str, float]:
-    """``{"<prefix>/<metric>/<block>": value}`` for every finite per-block value of the record,
-    and ``{"<prefix>/<name>": value}`` for every finite per-network value."""
-    per_block = {
-        f"{prefix}/{metric}/{block}": value
-        for metric, values in record.values.items()
-        for block, value in zip(record.blocks, values, strict=True)
-    }
-    per_network = {f"{prefix}/{name}": value for name, value in record.network.items()}
-    return {key: v for key, v in {**per_block, **per_network}.items() if math.isfinite(v)}
+__all__ = ["FigureWriter", "log_metrics", "write_custom_scalars_layout"]
 
 
 def log_metrics(loggers: Iterable[Any], metrics: Mapping[str, float], step: int) -> None:
-    """Finite values to every logger (NaN would break some backends' charts)."""
+    """Finite values to every logger (NaN would break some backends' charts): the one place
+    where values that could not be computed are dropped."""
     finite = {key: float(value) for key, value in metrics.items() if math.isfinite(value)}
     for logger in loggers:
         logger.log_metrics(finite, step=step)
@@ -55,11 +38,7 @@ def _summary_writer(logger: Any) -> Any | None:
 
 def write_custom_scalars_layout(loggers: Iterable[Any], metrics: Sequence[str]) -> None:
     """A TensorBoard Custom Scalars page with one chart per metric, every block in it."""
-    layout = {
-        "topology": {
-            metric: ["Multiline", [f"^topology/{re.escape(metric)}/"]] for metric in metrics
-        }
-    }
+    layout = {"topology": {metric: ["Multiline", [layout_pattern(metric)]] for metric in metrics}}
     for logger in loggers:
         writer = _summary_writer(logger)
         if writer is not None:

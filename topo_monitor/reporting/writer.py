@@ -7,12 +7,8 @@ from typing import Any
 
 from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.reporting.history import HistoryFile
-from topo_monitor.reporting.loggers import (
-    FigureWriter,
-    log_metrics,
-    record_scalars,
-    write_custom_scalars_layout,
-)
+from topo_monitor.reporting.keys import record_scalars
+from topo_monitor.reporting.loggers import FigureWriter, log_metrics, write_custom_scalars_layout
 
 __all__ = ["TopologyWriter"]
 

@@ -57,10 +57,9 @@ from topo_monitor import measure
 from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
-    kendall_tau,
-    paired_bootstrap,
 )
 from topo_monitor.analysis.pgdl import conditional_mutual_information, granulated_kendall
+from topo_monitor.analysis.statistics import kendall_tau, paired_bootstrap
 from topo_monitor.probing import ProbeSet
 from topo_monitor.probing.baselines import param_distance
 from topo_monitor.tda.geometry import GEOMETRY

@@ -22,10 +22,8 @@ from topo_monitor.analysis.generalization import (
     GeneralizationPredictor,
     RunRecord,
     features_from_record,
-    kendall_tau,
-    paired_bootstrap,
-    pearson_r,
 )
+from topo_monitor.analysis.statistics import kendall_tau, paired_bootstrap, pearson_r
 from topo_monitor.probing.baselines import mean_margin
 from topo_monitor.probing.record import TopologyRecord
 

@@ -7,9 +7,9 @@ from topo_monitor.analysis.generalization import (
     CalibrationSet,
     GeneralizationPredictor,
     features_from_record,
-    paired_bootstrap,
 )
 from topo_monitor.analysis.redundancy import redundant_blocks
+from topo_monitor.analysis.statistics import paired_bootstrap
 from topo_monitor.analysis.stopping import (
     ConvergenceRule,
     PlateauRule,

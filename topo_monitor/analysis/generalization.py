@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from topo_monitor._validation import as_names, as_real, check, is_positive_int
+from topo_monitor._validation import as_names, as_real, check
+from topo_monitor.analysis.statistics import kendall_tau, loo_errors, ols, pearson_r
 from topo_monitor.probing.config import SummaryConfig
 from topo_monitor.probing.metrics import METRICS, is_topology_feature, topology_features
 from topo_monitor.probing.record import TopologyRecord, nan_to_none
@@ -32,9 +33,6 @@ __all__ = [
     "GeneralizationPredictor",
     "RunRecord",
     "features_from_record",
-    "kendall_tau",
-    "paired_bootstrap",
-    "pearson_r",
 ]
 
 TOPOLOGY_FEATURES = tuple(topology_features(SummaryConfig(metrics=METRICS, homology_dims=(0, 1))))
@@ -224,39 +222,6 @@ def features_from_record(
     return features
 
 
-def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = np.asarray(x, float) - np.mean(x), np.asarray(y, float) - np.mean(y)
-    denominator = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y) / denominator if denominator > 0 else math.nan
-
-
-def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's τ-b (ties accounted for), O(n²)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    upper = np.triu_indices(len(x), k=1)
-    concordance = float(np.sum((dx * dy)[upper]))
-    pairs_x, pairs_y = float(np.sum(dx[upper] != 0)), float(np.sum(dy[upper] != 0))
-    return concordance / math.sqrt(pairs_x * pairs_y) if pairs_x and pairs_y else math.nan
-
-
-def _ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares coefficients (intercept first) and (XᵀX)⁻¹ for the prediction variance."""
-    A = np.column_stack([np.ones(len(X)), X])
-    gram_inv = np.linalg.pinv(A.T @ A)
-    return gram_inv @ A.T @ y, gram_inv
-
-
-def _loo_errors(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Absolute leave-one-out errors of a linear fit (exact, via the hat matrix)."""
-    A = np.column_stack([np.ones(len(X)), X])
-    hat = A @ np.linalg.pinv(A.T @ A) @ A.T
-    residuals = y - hat @ y
-    leverage = np.clip(np.diag(hat), None, 1 - 1e-12)
-    return np.abs(residuals / (1 - leverage))
-
-
 class GeneralizationPredictor:
     """Linear prediction of test accuracy from test-free features of training data.
 
@@ -350,7 +315,7 @@ class GeneralizationPredictor:
             )
         self.group, self.chosen = self._best(calibration, candidates)
         X, y = calibration.matrix(self.chosen)
-        self.coef_, self._gram_inv = _ols(X, y)
+        self.coef_, self._gram_inv = ols(X, y)
         A = np.column_stack([np.ones(len(X)), X])
         dof = max(len(y) - A.shape[1], 1)
         self.sigma_ = math.sqrt(float(np.sum((y - A @ self.coef_) ** 2)) / dof)
@@ -448,7 +413,7 @@ class GeneralizationPredictor:
             others = _runs_without(calibration, i)
             if all(math.isfinite(run.features.get(f, math.nan)) for f in features):
                 X, y = CalibrationSet(others).matrix(features)
-                coef, _ = _ols(X, y)
+                coef, _ = ols(X, y)
                 prediction = coef[0] + sum(
                     c * run.features[f] for c, f in zip(coef[1:], features, strict=True)
                 )
@@ -456,61 +421,6 @@ class GeneralizationPredictor:
                 prediction = float(np.mean([r.test_accuracy for r in others]))
             errors.append(abs(prediction - run.test_accuracy))
         return np.array(errors)
-
-
-def paired_bootstrap(
-    errors_a: Sequence[float],
-    errors_b: Sequence[float],
-    n_resamples: int = 10_000,
-    level: float = 0.95,
-    seed: int = 0,
-    groups: Sequence[Any] | None = None,
-) -> tuple[float, float, float]:
-    """How much lower predictor A's mean error is than B's, with a bootstrap interval.
-
-    The runs are resampled with replacement, the same runs for both (the errors are paired:
-    both predicted the same run), and the percentile interval of the mean difference is read off.
-    With ``groups``, whole groups are resampled (a cluster bootstrap): runs that differ only by
-    their seed are not independent evidence, and counting them as such narrows the interval.
-
-    Parameters
-    ----------
-    errors_a, errors_b : sequences of float, shape (n,)
-        Each predictor's error on the same n runs, e.g. ``score(...)["loo_errors"]["both"]``.
-    n_resamples : int
-    level : float in (0, 1)
-        Coverage of the interval.
-    seed : int
-    groups : sequence, shape (n,), optional
-        A label per run; runs with the same label are drawn together.
-
-    Returns
-    -------
-    (difference, low, high) : tuple of float
-        mean(B) - mean(A) (> 0: A is better) and its interval. An interval holding 0: the runs
-        cannot tell the two apart. Runs of one factorial family share hyperparameters even
-        across groups, so they are not independent draws: read the interval as a lower bound on
-        the uncertainty.
-    """
-    a, b = np.asarray(errors_a, dtype=float), np.asarray(errors_b, dtype=float)
-    check(
-        a.shape == b.shape and a.ndim == 1 and len(a) >= 2,
-        f"errors_a and errors_b must be paired 1-D sequences of >= 2 errors, got shapes "
-        f"{a.shape} and {b.shape}",
-    )
-    check(0 < level < 1, f"level must be in (0, 1), got {level!r}")
-    check(is_positive_int(n_resamples), f"n_resamples must be a positive int, got {n_resamples!r}")
-    gains = b - a
-    labels = np.arange(len(gains)) if groups is None else np.asarray(groups)
-    check(labels.shape == gains.shape, f"groups must give one label per run, got {labels.shape}")
-    _, member = np.unique(labels, return_inverse=True)
-    sums = np.bincount(member, weights=gains)
-    counts = np.bincount(member).astype(float)
-    drawn = np.random.default_rng(seed).integers(0, len(sums), size=(n_resamples, len(sums)))
-    means = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(gains.mean()), float(low), float(high)
 
 
 def _runs_without(calibration: CalibrationSet, exclude: int | None) -> list[RunRecord]:
@@ -535,5 +445,5 @@ def _loo_errors_all_runs(runs: list[RunRecord], features: Sequence[str]) -> np.n
     errors = np.abs(y - (y.sum() - y) / max(len(y) - 1, 1))
     if has.any():
         X = np.array([[runs[i].features[f] for f in features] for i in np.flatnonzero(has)])
-        errors[has] = _loo_errors(X, y[has])
+        errors[has] = loo_errors(X, y[has])
     return errors

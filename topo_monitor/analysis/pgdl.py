@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from topo_monitor._validation import check
-from topo_monitor.analysis.generalization import kendall_tau
+from topo_monitor.analysis.statistics import kendall_tau
 
 __all__ = ["conditional_mutual_information", "granulated_kendall"]
 

@@ -46,6 +46,16 @@ class MLP(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
+def reduce_output(
+    output: torch.Tensor, reduction: str = "gap", channel_dim: int | None = None, seed: int = 0
+) -> torch.Tensor:
+    """The points of one batch of a block's outputs, uncapped: a :class:`Reducer` on this batch
+    alone (``measure`` keeps one for the whole probe)."""
+    from topo_monitor.probing.reduction import Reducer
+
+    return Reducer(reduction, channel_dim, seed=seed)("", output)
+
+
 def loader(dataset: TensorDataset, shuffle: bool = True) -> DataLoader:
     return DataLoader(dataset, batch_size=16, shuffle=shuffle)
 

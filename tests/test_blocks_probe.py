@@ -12,12 +12,12 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision.models import resnet18
 
+from helpers import reduce_output
 from topo_monitor import TopologyMonitor
 from topo_monitor.probing import (
     ProbeSet,
     candidate_blocks,
     measure,
-    reduce_output,
     resolve_blocks,
 )
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import reduce_output
 from topo_monitor import ProbeSet, h0_death_times, measure
 from topo_monitor.probing.baselines import mean_margin
-from topo_monitor.probing.reduction import reduce_output
 
 
 class MaskedEncoder(nn.Module):

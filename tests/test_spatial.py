@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import quiet_trainer
+from helpers import quiet_trainer, reduce_output
 from topo_monitor import SummaryConfig, TopologyMonitor, measure
 from topo_monitor.probing import OUTPUT, ProbeSharding, summarize
-from topo_monitor.probing.reduction import RANDOM_POSITIONS, Reducer, reduce_output
+from topo_monitor.probing.reduction import RANDOM_POSITIONS, Reducer
 from topo_monitor.tda.geometry import davies_bouldin
 from topo_monitor.tda.persistence import h0_death_times, total_persistence
 

@@ -19,8 +19,8 @@ def _import(name: str) -> ModuleType | None:
         return None
 
 
-# pytorch_lightning first: it is our declared dependency, and TopologicalEarlyStopping (a
-# subclass of one package's EarlyStopping) follows this choice.
+# pytorch_lightning first: it is our declared dependency (``pl`` is the package whose utilities
+# the callbacks use).
 _packages = [m for m in (_import("pytorch_lightning"), _import("lightning.pytorch")) if m]
 if not _packages:
     raise ImportError("topo_monitor needs pytorch-lightning (>= 2.2) or lightning")

@@ -115,7 +115,7 @@ def as_diagram(
     if not np.isfinite(arr).all():
         raise ValueError(
             f"{name} holds infinite or NaN values: drop infinite bars first "
-            "(topo_monitor.persistence.barcode returns finite bars only)"
+            "(topo_monitor.tda.barcode returns finite bars only)"
         )
     backwards = np.flatnonzero(arr[:, 1] < arr[:, 0])
     if backwards.size:

@@ -30,7 +30,7 @@ SHARDED_STRATEGIES = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrateg
 
 
 class AdversarialTopologyMonitor(*CALLBACK_BASES):
-    """Run :func:`~topo_monitor.adversarial.adversarial_topology` on a small fixed probe set.
+    """Run :func:`~topo_monitor.adversarial_topology` on a small fixed probe set.
 
     Every ``every_n_epochs`` epochs, adversarial examples of the probe inputs are made with each
     attack and budget ε, and their topology is measured in input space and inside every block.
@@ -50,7 +50,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
     probe : Dataset, (inputs, labels) tensors, ProbeSet, or None
         None draws it from the training dataset, as :class:`TopologyMonitor` does.
     attacks, eps, blocks, reduction, homology_dims, mean, std, attack_kwargs
-        As :func:`~topo_monitor.adversarial.adversarial_topology`. Inputs must be in [0, 1], or
+        As :func:`~topo_monitor.adversarial_topology`. Inputs must be in [0, 1], or
         normalized with the given ``mean`` and ``std``.
     every_n_epochs : int, default 5
     seed : int, default 0

@@ -137,7 +137,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         Channel dimension of 3-D outputs: -1 (default, ``(B, T, C)`` sequences) or 1 (Conv1d).
     unpack : callable, optional
         ``item -> (input, label)`` for dataset items that are not ``(x, y, ...)`` tuples or dicts
-        with usual keys (see :func:`topo_monitor.probe.default_unpack`).
+        with usual keys (see :func:`topo_monitor.probing.default_unpack`).
     forward : callable, optional
         ``(model, inputs) -> output``; default ``model(inputs)``. For models taking keyword
         inputs, e.g. ``lambda m, batch: m(**batch)``.

@@ -7,7 +7,7 @@ from topo_monitor.probing.blocks import OUTPUT, candidate_blocks, resolve_blocks
 from topo_monitor.probing.measurement import ProbeSharding, as_probe, measure
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.probing.reduction import REDUCTIONS, reduce_output
+from topo_monitor.probing.reduction import REDUCTIONS
 from topo_monitor.probing.summary import METRICS, SummaryConfig, summarize
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "candidate_blocks",
     "default_unpack",
     "measure",
-    "reduce_output",
     "resolve_blocks",
     "summarize",
 ]

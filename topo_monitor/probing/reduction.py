@@ -18,7 +18,6 @@ __all__ = [
     "RANDOM_POSITIONS",
     "REDUCTIONS",
     "Reducer",
-    "reduce_output",
 ]
 
 RANDOM_POSITIONS = 5
@@ -217,24 +216,3 @@ class Reducer:
             for name, k in self.points_per_input.items()
             if k > 1
         }
-
-
-def reduce_output(
-    output: torch.Tensor, reduction: str = "gap", channel_dim: int | None = None, seed: int = 0
-) -> torch.Tensor:
-    """The points of one batch of a block's outputs, uncapped: :class:`Reducer` on this batch
-    alone (``measure`` keeps one :class:`Reducer` for the whole probe).
-
-    Parameters
-    ----------
-    output : torch.Tensor, shape (B, ...)
-    reduction, channel_dim, seed
-        As :class:`Reducer`.
-
-    Returns
-    -------
-    torch.Tensor, shape (B * k, C), or (B, prod(...)) for ``flatten``
-        ``k`` consecutive rows per input (1 but for ``spatial``, ``spatial_random`` and
-        ``spatial_top5`` on outputs with positions); a new float32 tensor.
-    """
-    return Reducer(reduction, channel_dim, seed=seed)("", output)

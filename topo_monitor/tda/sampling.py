@@ -45,7 +45,7 @@ def random_orders(
         How many leading indices of each ordering to keep, at most ``max(counts)``. The first
         ``k <= counts[r]`` of row ``r`` are a uniform random subsample of size ``k``; positions
         from ``counts[r]`` on hold the indices ``counts[r], ..., max(counts) - 1`` (padding of
-        clouds stacked to the largest, see :func:`topo_monitor.persistence.subcloud_mst_lengths`).
+        clouds stacked to the largest, see :func:`topo_monitor.tda.mst.subcloud_mst_lengths`).
     generator : torch.Generator or numpy.random.Generator
 
     Returns

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from topo_monitor import TopologyRecord
+from topo_monitor import TopologyRecord, measure
 from topo_monitor.reporting.plots import (
     LABEL_CHARS,
     adversarial_depth_profile,
     depth_profile,
     sw_heatmap,
+    topology_figures,
 )
 
 SHORT = ["layer1.0", "layer1.1", "layer2.0", "output"]
@@ -168,3 +170,19 @@ def test_betti_curves_draw_beta1_and_beta2_of_every_epoch_against_density() -> N
         assert luminance == sorted(luminance, reverse=True)
     assert "20 neurons" in fig.axes[0].get_title()
     assert_text_inside(fig)
+
+
+@pytest.mark.parametrize(
+    ("options", "profiles"),
+    [
+        ({}, {"E0_1_scaled", "PHdim"}),
+        ({"alpha": 2.0, "homology_dims": (0, 1)}, {"E0_2_scaled", "E1_2_scaled", "PHdim"}),
+    ],
+)
+def test_the_depth_profiles_are_the_scale_free_metrics_the_record_holds(options, profiles):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 4, generator=g), torch.arange(60) % 2
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    record = measure(model, (x, y), epoch=0, **options)
+    tags = set(topology_figures([record]))
+    assert {t.removeprefix("topology_figures/depth_") for t in tags if "depth_" in t} == profiles

@@ -13,11 +13,11 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 
+from topo_monitor.probing.metrics import is_profiled
 from topo_monitor.probing.problems import NETWORK
 from topo_monitor.probing.record import TopologyRecord
 
 __all__ = [
-    "FIGURE_METRICS",
     "METRIC_LABELS",
     "adversarial_curves",
     "adversarial_depth_profile",
@@ -41,11 +41,6 @@ so that the margins can be sized then."""
 BETTI_DENSITY = "functional_edge_density"
 """The record curve holding the density grid of the functional graph's Betti curves."""
 
-FIGURE_METRICS = ("E0_1_scaled", "PHdim", "E1_1_scaled", "mapper_point_purity")
-"""Metrics drawn as depth profiles. A depth profile compares blocks, whose activations have
-different scales: raw E and mean lifespans would compare those scales, so only the scale-free
-forms, PHdim and the Mapper's purity are drawn; every metric is in the scalars and the
-history."""
 
 METRIC_LABELS = {
     "E0_1": "$E^0_1$ (MST length)",
@@ -68,7 +63,7 @@ def topology_figures(history: Sequence[TopologyRecord]) -> dict[str, Figure]:
     figures = {
         f"topology_figures/depth_{metric}": depth_profile(history, metric)
         for metric in newest.values
-        if metric in FIGURE_METRICS
+        if is_profiled(metric)  # scale-free: raw E would compare the blocks' scales
     }
     if newest.sw is not None:
         figures["topology_figures/sw_heatmap"] = sw_heatmap(newest)

@@ -33,6 +33,7 @@ __all__ = [
     "Context",
     "MetricGroup",
     "baseline_features",
+    "is_profiled",
     "is_topology_feature",
     "lifespan_names",
     "metric_names",
@@ -98,6 +99,12 @@ def topology_features(config: SummaryConfig) -> list[str]:
 def baseline_features(config: SummaryConfig) -> list[str]:
     """The predictor's geometry baselines a measurement under ``config`` records."""
     return [name for group in selected_groups(config) for name in group.baseline_features(config)]
+
+
+def is_profiled(metric: str) -> bool:
+    """Whether the figures draw ``metric`` as a depth profile (see
+    :meth:`~topo_monitor.probing.metrics.base.MetricGroup.profiled`)."""
+    return any(group.profiled(metric) for group in REGISTRY.values())
 
 
 def is_topology_feature(name: str) -> bool:

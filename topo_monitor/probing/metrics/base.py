@@ -63,6 +63,11 @@ class MetricGroup:
         """Its metrics that are the predictor's non-topological baselines."""
         return []
 
+    def profiled(self, metric: str) -> bool:
+        """Whether ``metric`` is one of its metrics worth a depth profile: comparable across
+        blocks, whose activations have different scales (scale-free, or a dimension)."""
+        return False
+
     def compute(self, context: Context) -> None:
         raise NotImplementedError
 

@@ -42,6 +42,9 @@ class E0Group(MetricGroup):
     def topology_features(self, config: SummaryConfig) -> list[str]:
         return [n for dim in config.homology_dims for n in lifespan_names(dim, config.alpha)[:2]]
 
+    def profiled(self, metric: str) -> bool:
+        return re.fullmatch(r"E[01]_[^_]+_scaled", metric) is not None
+
     @staticmethod
     def is_feature(name: str) -> bool:
         """Whether ``name`` is an E^i_α or its scale-free form, for any α."""

@@ -40,6 +40,9 @@ class MapperGroup(MetricGroup):
     def block_metrics(self, config: SummaryConfig) -> list[str]:
         return list(MAPPER)
 
+    def profiled(self, metric: str) -> bool:
+        return metric == "mapper_point_purity"
+
     def compute(self, context: Context) -> None:
         graphs = context.mapper_graphs
         with context.timed("mapper"):

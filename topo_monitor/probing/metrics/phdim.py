@@ -28,6 +28,9 @@ class PHdimGroup(MetricGroup):
     def topology_features(self, config: SummaryConfig) -> list[str]:
         return [PHDIM]
 
+    def profiled(self, metric: str) -> bool:
+        return metric == PHDIM
+
     def compute(self, context: Context) -> None:
         if not context.groups:
             return

@@ -133,7 +133,7 @@ def test_misconfiguration_fails_at_fit_start(tmp_path):
         logger=False,
         default_root_dir=tmp_path,
     )
-    with pytest.raises(ValueError, match="no TopologyMonitor computes 'PHdim'"):
+    with pytest.raises(ValueError, match="its TopologyMonitor does not compute 'PHdim'"):
         trainer.fit(MLP(), loader(blobs()))
     with pytest.raises(ValueError, match="topology/<metric>/<block>"):
         TopologicalEarlyStopping("val_loss")

@@ -232,7 +232,8 @@ def test_scalar_keys_are_built_and_read_in_one_place():
         "topology/E0_1/last",
         "topology/E0_1/last_hidden",
     }
-    assert split_key(scalar_key("E0_1", "last_hidden")) == ("E0_1", "last_hidden")
-    assert split_key(scalar_key("functional_life_H1")) == ("functional_life_H1", None)
+    assert split_key(scalar_key("E0_1", "last_hidden")) == ("topology", "E0_1", "last_hidden")
+    assert split_key(scalar_key("functional_life_H1")) == ("topology", "functional_life_H1", None)
+    assert split_key("topology_heldout/PHdim/a") == ("topology_heldout", "PHdim", "a")
     for bad in ("E0_1/a", "topology/", "topology/E0_1/a/b", "metrics/E0_1/a", None):
         assert split_key(bad) is None

@@ -8,7 +8,7 @@ from typing import Any
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info
 from topo_monitor.analysis.stopping import ConvergenceRule, PlateauRule, StoppingRule, VelocityRule
-from topo_monitor.callbacks.monitor import TopologyMonitor
+from topo_monitor.callbacks.monitor import TopologyMonitor, monitor_prefixes
 from topo_monitor.reporting.keys import scalar_key, split_key
 
 __all__ = ["DEFAULT_RULE", "RULES", "TopologicalEarlyStopping", "make_rule"]
@@ -130,6 +130,10 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         Log why training stopped.
     strict : bool, default True
         Fail when the monitored metric is not logged on a monitored epoch (else skip the check).
+    monitor_name : str, optional
+        The TopologyMonitor it reads, by name, when the trainer has several (its metric is then
+        read under that monitor's ``topology_<name>/``). Without it, the monitor whose prefix the
+        key carries: ``topology/`` is the first monitor without a ``name``.
     **rule_options
         Options of a rule given by name, over its defaults, e.g. ``patience=5, tol=0.01``.
 
@@ -156,6 +160,7 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         *,
         verbose: bool = True,
         strict: bool = True,
+        monitor_name: str | None = None,
         **rule_options: Any,
     ) -> None:
         super().__init__()
@@ -173,6 +178,7 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
                 f"(e.g. 'topology/functional_peak_density_H1'), got {monitor!r}"
             )
         self.monitor = monitor
+        self.monitor_name = monitor_name
         self.verbose = verbose
         self.strict = strict
         self.stopped_epoch = 0
@@ -190,21 +196,27 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        monitors = TopologyMonitor.among(
-            trainer, "TopologicalEarlyStopping", "it stops on the metrics that monitor computes"
+        prefix, metric, block = split_key(self.monitor)
+        self._topology = TopologyMonitor.select(
+            trainer,
+            "TopologicalEarlyStopping",
+            "it stops on the metrics that monitor computes",
+            self.monitor_name,
+            None if self.monitor_name is not None else prefix,
         )
-        metric, block = split_key(self.monitor)
-
-        def names(m: TopologyMonitor) -> list[str]:
-            return m.metric_names if block is not None else m.network_metric_names
-
-        self._topology = next((m for m in monitors if metric in names(m)), None)
-        if self._topology is None:
-            available = sorted({name for m in monitors for name in names(m)})
+        # The key under the chosen monitor's prefix (monitor_name= may pick another than the
+        # key's own).
+        self.monitor = scalar_key(metric, block, monitor_prefixes(trainer)[id(self._topology)])
+        names = (
+            self._topology.metric_names
+            if block is not None
+            else self._topology.network_metric_names
+        )
+        if metric not in names:
             kind = "metrics per block" if block is not None else "per-network values"
             raise ValueError(
-                f"TopologicalEarlyStopping monitors {self.monitor!r}, but no TopologyMonitor "
-                f"computes {metric!r}; available {kind}: {available}"
+                f"TopologicalEarlyStopping monitors {self.monitor!r}, but its TopologyMonitor "
+                f"does not compute {metric!r}; available {kind}: {names}"
             )
         if block is not None:
             self._topology.require_block(

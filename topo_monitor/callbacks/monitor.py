@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
-from topo_monitor.callbacks._probe import given_probe, training_probe
+from topo_monitor.callbacks._probe import given_probe, probe_fingerprint, training_probe
 from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
 from topo_monitor.probing.config import SummaryConfig, summary_config
 from topo_monitor.probing.measurement import BlocksSpec, ProbeSharding, check_probing_options
@@ -29,7 +29,7 @@ from topo_monitor.probing.measurement import measure as measure_model
 from topo_monitor.probing.metrics import metric_names, network_names
 from topo_monitor.probing.probe import ProbeSet, default_unpack
 from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.reporting.keys import record_scalars
+from topo_monitor.reporting.keys import PREFIX, record_scalars
 from topo_monitor.reporting.writer import TopologyWriter
 
 __all__ = ["TopologyMonitor"]
@@ -148,9 +148,18 @@ class TopologyMonitor(*CALLBACK_BASES):
         of a small model's epoch; a depth profile holds every epoch so far, so drawing it less
         often loses only the heatmaps in between.
 
+    name : str, optional
+        Tells this monitor apart from the trainer's others (e.g. a training and a held-out
+        probe): its scalars are ``topology_<name>/<metric>/<block>``, its figures
+        ``topology_<name>_figures/...``, its history ``topology_<name>_history.jsonl``, and it
+        enters the checkpoint state key. Without a name, the first monitor logs under
+        ``topology/``; another is named ``train`` (probe drawn from the training data) or after
+        a fingerprint of its probe (see :attr:`display_name`).
+
     Examples
     --------
     >>> trainer = pl.Trainer(callbacks=[TopologyMonitor()], logger=TensorBoardLogger("runs"))
+    >>> held_out = TopologyMonitor(probe=(x_val, y_val), name="heldout")  # beside the first
     """
 
     def __init__(
@@ -168,9 +177,15 @@ class TopologyMonitor(*CALLBACK_BASES):
         unpack: Callable[[Any], tuple[Any, Any]] | None = None,
         forward: Callable[[nn.Module, Any], Any] | None = None,
         figures_every_n_epochs: int | None = 10,
+        name: str | None = None,
         **summary_options: Any,
     ) -> None:
         super().__init__()
+        check(
+            name is None or (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", name)),
+            "name must be None or a non-empty string of letters, digits, '_', '.', '-', "
+            f"got {name!r}",
+        )
         self.config = summary_config(
             config, summary_options, "TopologyMonitor", others=_OWN_OPTIONS
         )
@@ -212,8 +227,12 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.figures_every_n_epochs = figures_every_n_epochs
         self._probe_source = probe
         self.probe = given_probe(probe)
+        self.name = name
+        self.prefix = PREFIX if name is None else f"{PREFIX}_{name}"
+        """Of this monitor's scalar names, figure tags and history file; settled at fit start
+        among the trainer's monitors (see :meth:`setup`)."""
         self.history: list[TopologyRecord] = []
-        self.writer = TopologyWriter(type(self).__name__)
+        self.writer = TopologyWriter(type(self).__name__, self.prefix)
         self.measured_epoch: int | None = None
         """The newest epoch whose metrics are in ``trainer.callback_metrics``, on every rank."""
         self._last_run_epoch: int | None = None
@@ -253,8 +272,19 @@ class TopologyMonitor(*CALLBACK_BASES):
     # ------------------------------------------------------------------ Lightning hooks
 
     @property
+    def display_name(self) -> str:
+        """The given ``name``; else ``"train"`` for a probe drawn from the training data, or a
+        short fingerprint of the given probe."""
+        if self.name is not None:
+            return self.name
+        return "train" if self._probe_source is None else probe_fingerprint(self._probe_source)
+
+    @property
     def state_key(self) -> str:
         blocks = self.blocks if not callable(self.blocks) else self.blocks.__qualname__
+        # A monitor of the training data keeps the key it always had (checkpoints resume); any
+        # other is told apart by its name.
+        named = {} if self.display_name == "train" else {"name": self.display_name}
         return self._generate_state_key(
             blocks=blocks if isinstance(blocks, str) else list(blocks),
             metrics=list(self.config.metrics),
@@ -262,11 +292,16 @@ class TopologyMonitor(*CALLBACK_BASES):
             reduction=self.reduction,
             every_n_epochs=self.every_n_epochs,
             seed=self.seed,
+            **named,
         )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        prefix = monitor_prefixes(trainer)[id(self)]
+        if prefix != self.prefix:
+            self.prefix = prefix
+            self.writer = TopologyWriter(type(self).__name__, prefix)
         # A wrong block name is an error now, not a warning in epoch 1; an "auto" that finds no
         # hidden block is said once now, not discovered from a depth profile of one point.
         if not resolve_blocks(pl_module, self.blocks) and self.blocks == "auto":
@@ -382,7 +417,7 @@ class TopologyMonitor(*CALLBACK_BASES):
                 rank_zero_warn(
                     f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"
                 )
-        short = record_scalars(record, aliases=True) if record is not None else {}
+        short = record_scalars(record, self.prefix, aliases=True) if record is not None else {}
         short = trainer.strategy.broadcast(short, src=0)
         # trainer.log_dir is a collective (a broadcast from rank 0): every rank must read it, or
         # under DDP rank 0's lone broadcast meets the other ranks' next collective and hangs.
@@ -426,12 +461,72 @@ class TopologyMonitor(*CALLBACK_BASES):
             )
 
     @staticmethod
-    def among(trainer: pl.Trainer, needed_by: str, why: str) -> list[TopologyMonitor]:
-        """The TopologyMonitors among the trainer's callbacks, for the callbacks that read them;
-        none is an error at fit start, saying ``why`` ``needed_by`` needs one."""
+    def select(
+        trainer: pl.Trainer,
+        needed_by: str,
+        why: str,
+        name: str | None = None,
+        prefix: str | None = None,
+    ) -> TopologyMonitor:
+        """The TopologyMonitor a callback reads, at fit start: the one called ``name``, else the
+        one logging under ``prefix`` (a key's ``topology_<name>``), else the only one. None, or
+        several without a way to choose, is an error saying ``why`` ``needed_by`` needs one."""
         monitors = [c for c in trainer.callbacks if isinstance(c, TopologyMonitor)]
         if not monitors:
             raise ValueError(
                 f"{needed_by} needs a TopologyMonitor in Trainer(callbacks=[...]): {why}"
             )
-        return monitors
+        prefixes = monitor_prefixes(trainer)
+        names = [m.display_name for m in monitors]
+        if name is not None:
+            chosen = [m for m in monitors if m.display_name == name]
+            if not chosen:
+                raise ValueError(
+                    f"{needed_by}: no TopologyMonitor named {name!r}; there are {names}"
+                )
+            return chosen[0]
+        if prefix is not None:
+            chosen = [m for m in monitors if prefixes[id(m)] == prefix]
+            if not chosen:
+                raise ValueError(
+                    f"{needed_by}: no TopologyMonitor logs under {prefix!r}; they log under "
+                    f"{sorted(prefixes.values())} (name them with TopologyMonitor(name=...))"
+                )
+            return chosen[0]
+        if len(monitors) == 1:
+            return monitors[0]
+        raise ValueError(
+            f"{needed_by}: the trainer has {len(monitors)} TopologyMonitors ({names}): say which "
+            "it reads with monitor_name=..."
+        )
+
+
+def monitor_prefixes(trainer: pl.Trainer) -> dict[int, str]:
+    """The prefix of every TopologyMonitor of the trainer, by ``id``: ``topology`` for the first
+    one without a ``name``; ``topology_<name>`` for one with a name (two with the same name are
+    an error); ``topology_<display name>`` for the other unnamed ones (``train``, or their probe's
+    fingerprint), numbered ``_2``, ``_3``, ... in callback order where those repeat."""
+    monitors = [c for c in trainer.callbacks if isinstance(c, TopologyMonitor)]
+    named = [m.name for m in monitors if m.name is not None]
+    twice = sorted({n for n in named if named.count(n) > 1})
+    if twice:
+        raise ValueError(
+            f"several TopologyMonitors are named {twice}: give each its own name (it enters "
+            "their metric names, 'topology_<name>/<metric>/<block>', and their history files)"
+        )
+    first_unnamed = next((m for m in monitors if m.name is None), None)
+    prefixes: dict[int, str] = {}
+    taken = {PREFIX, *(f"{PREFIX}_{n}" for n in named)}
+    for m in monitors:
+        if m is first_unnamed:
+            prefixes[id(m)] = PREFIX
+        elif m.name is not None:
+            prefixes[id(m)] = f"{PREFIX}_{m.name}"
+        else:
+            base, k = f"{PREFIX}_{m.display_name}", 2
+            prefix = base
+            while prefix in taken:
+                prefix, k = f"{base}_{k}", k + 1
+            prefixes[id(m)] = prefix
+            taken.add(prefix)
+    return prefixes

@@ -50,6 +50,9 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         The ``callback_metrics`` key of the training loss (a baseline feature), if logged.
     block : int or str, default -2
         The block whose topology is used (-2: the last hidden one).
+    monitor_name : str, optional
+        Which TopologyMonitor it reads when the trainer has several (their ``display_name``);
+        needed then, an error at fit start otherwise.
 
     Attributes
     ----------
@@ -64,6 +67,7 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         calibration: str | os.PathLike | CalibrationSet,
         loss_key: str = "train_loss",
         block: int | str = -2,
+        monitor_name: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(calibration, (str, os.PathLike, CalibrationSet)):
@@ -76,6 +80,7 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         self.calibration = calibration
         self.loss_key = loss_key
         self.block = block
+        self.monitor_name = monitor_name
         self.predictor: GeneralizationPredictor | None = None
         self.history: list[dict[str, Any]] = []
         self._topology: TopologyMonitor | None = None
@@ -88,9 +93,12 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._topology = TopologyMonitor.among(
-            trainer, "PredictedTestAccuracy", "it predicts from that monitor's records"
-        )[0]
+        self._topology = TopologyMonitor.select(
+            trainer,
+            "PredictedTestAccuracy",
+            "it predicts from that monitor's records",
+            self.monitor_name,
+        )
         self._warned = set()
         self._topology.require_block(
             pl_module, self.block, f"PredictedTestAccuracy(block={self.block!r})"

@@ -8,9 +8,15 @@ from collections.abc import Sequence
 
 from topo_monitor.probing.record import TopologyRecord
 
-__all__ = ["HISTORY_FILENAME", "HistoryFile", "read_history"]
+__all__ = ["HISTORY_FILENAME", "HistoryFile", "history_filename", "read_history"]
 
 HISTORY_FILENAME = "topology_history.jsonl"
+
+
+def history_filename(prefix: str = "topology") -> str:
+    """``<prefix>_history.jsonl``: one file per monitor of a run (``topology_history.jsonl`` for
+    the default one)."""
+    return f"{prefix}_history.jsonl"
 
 
 class HistoryFile:
@@ -21,12 +27,13 @@ class HistoryFile:
     constant cost per record.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, filename: str = HISTORY_FILENAME) -> None:
+        self.filename = filename
         self._written: tuple[str, int] | None = None  # (path, records in it)
 
     def write(self, directory: str, records: Sequence[TopologyRecord]) -> str:
         """Bring the file in ``directory`` up to ``records``; returns its path."""
-        path = os.path.join(directory, HISTORY_FILENAME)
+        path = os.path.join(directory, self.filename)
         if self._written == (path, len(records) - 1):
             with open(path, "a") as f:
                 f.write(json.dumps(records[-1].to_dict()) + "\n")

@@ -25,13 +25,13 @@ def scalar_key(metric: str, block: str | None = None, prefix: str = PREFIX) -> s
     return f"{prefix}/{metric}" if block is None else f"{prefix}/{metric}/{block}"
 
 
-def split_key(key: str, prefix: str = PREFIX) -> tuple[str, str | None] | None:
-    """``(metric, block)`` of a key made by :func:`scalar_key` (block None for a per-network
-    value); None for anything else."""
+def split_key(key: str) -> tuple[str, str, str | None] | None:
+    """``(prefix, metric, block)`` of a key made by :func:`scalar_key` with :data:`PREFIX` or a
+    monitor's ``topology_<name>`` (block None for a per-network value); None for anything else."""
     parts = key.split("/") if isinstance(key, str) else []
-    if len(parts) not in (2, 3) or parts[0] != prefix or not all(parts[1:]):
+    if len(parts) not in (2, 3) or not all(parts) or not re.fullmatch(rf"{PREFIX}(_.+)?", parts[0]):
         return None
-    return parts[1], parts[2] if len(parts) == 3 else None
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
 def layout_pattern(metric: str, prefix: str = PREFIX) -> str:

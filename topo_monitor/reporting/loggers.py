@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from topo_monitor.reporting.keys import layout_pattern
+from topo_monitor.reporting.keys import PREFIX, layout_pattern
 
 __all__ = ["FigureWriter", "log_metrics", "write_custom_scalars_layout"]
 
@@ -36,9 +36,14 @@ def _summary_writer(logger: Any) -> Any | None:
     return None
 
 
-def write_custom_scalars_layout(loggers: Iterable[Any], metrics: Sequence[str]) -> None:
-    """A TensorBoard Custom Scalars page with one chart per metric, every block in it."""
-    layout = {"topology": {metric: ["Multiline", [layout_pattern(metric)]] for metric in metrics}}
+def write_custom_scalars_layout(
+    loggers: Iterable[Any], metrics: Sequence[str], prefix: str = PREFIX
+) -> None:
+    """A TensorBoard Custom Scalars category ``prefix`` with one chart per metric, every block in
+    it (each monitor of a run adds its own category)."""
+    layout = {
+        prefix: {metric: ["Multiline", [layout_pattern(metric, prefix)]] for metric in metrics}
+    }
     for logger in loggers:
         writer = _summary_writer(logger)
         if writer is not None:

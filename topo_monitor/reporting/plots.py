@@ -55,22 +55,25 @@ METRIC_LABELS = {
 }
 
 
-def topology_figures(history: Sequence[TopologyRecord]) -> dict[str, Figure]:
-    """What :class:`~topo_monitor.TopologyMonitor` draws, by tag: a depth profile of every
-    scale-free metric over the whole history, the newest record's SW heatmap, and with the
-    functional graph, its Betti curves over the whole history."""
+def topology_figures(
+    history: Sequence[TopologyRecord], prefix: str = "topology"
+) -> dict[str, Figure]:
+    """What :class:`~topo_monitor.TopologyMonitor` draws, by tag (``<prefix>_figures/...``): a
+    depth profile of every scale-free metric over the whole history, the newest record's SW
+    heatmap, and with the functional graph, its Betti curves over the whole history."""
     newest = history[-1]
+    folder = f"{prefix}_figures"
     figures = {
-        f"topology_figures/depth_{metric}": depth_profile(history, metric)
+        f"{folder}/depth_{metric}": depth_profile(history, metric)
         for metric in newest.values
         if is_profiled(metric)  # scale-free: raw E would compare the blocks' scales
     }
     if newest.sw is not None:
-        figures["topology_figures/sw_heatmap"] = sw_heatmap(newest)
+        figures[f"{folder}/sw_heatmap"] = sw_heatmap(newest)
     if BETTI_DENSITY in newest.curves:
-        figures["topology_figures/functional_betti_curves"] = betti_curves(history)
+        figures[f"{folder}/functional_betti_curves"] = betti_curves(history)
     if newest.mapper_graphs:
-        figures["topology_figures/mapper_graph"] = mapper_figure(newest)
+        figures[f"{folder}/mapper_graph"] = mapper_figure(newest)
     return figures
 
 

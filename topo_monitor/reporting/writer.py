@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from topo_monitor.probing.record import TopologyRecord
-from topo_monitor.reporting.history import HistoryFile
-from topo_monitor.reporting.keys import record_scalars
+from topo_monitor.reporting.history import HistoryFile, history_filename
+from topo_monitor.reporting.keys import PREFIX, record_scalars
 from topo_monitor.reporting.loggers import FigureWriter, log_metrics, write_custom_scalars_layout
 
 __all__ = ["TopologyWriter"]
@@ -21,6 +21,10 @@ class TopologyWriter:
     ----------
     owner : str
         Named in warnings (e.g. where figures go when no logger takes them).
+    prefix : str
+        Of the scalar names (``<prefix>/<metric>/<block>``), the layout category, the figure
+        tags (``<prefix>_figures/...``) and the history file (``<prefix>_history.jsonl``): one per
+        monitor of a run.
 
     Attributes
     ----------
@@ -28,9 +32,10 @@ class TopologyWriter:
         The epoch of the newest record whose figures were written.
     """
 
-    def __init__(self, owner: str = "TopologyMonitor") -> None:
+    def __init__(self, owner: str = "TopologyMonitor", prefix: str = PREFIX) -> None:
+        self.prefix = prefix
         self.figures = FigureWriter(owner)
-        self.history_file = HistoryFile()
+        self.history_file = HistoryFile(history_filename(prefix))
         self.figures_epoch: int | None = None
         self._layout_written = False
 
@@ -48,9 +53,9 @@ class TopologyWriter:
         """Publish the newest record of ``history`` (figures too if ``figures``); the history file
         in ``directory`` is brought up to ``history``."""
         record = history[-1]
-        log_metrics(loggers, record_scalars(record), step=record.epoch)
+        log_metrics(loggers, record_scalars(record, self.prefix), step=record.epoch)
         if not self._layout_written:
-            write_custom_scalars_layout(loggers, list(record.values))
+            write_custom_scalars_layout(loggers, list(record.values), self.prefix)
             self._layout_written = True
         if figures:
             self.write_figures(loggers, history, directory)
@@ -64,5 +69,6 @@ class TopologyWriter:
         from topo_monitor.reporting.plots import topology_figures
 
         epoch = history[-1].epoch
-        self.figures.write(loggers, topology_figures(history), epoch or 0, directory)
+        figures = topology_figures(history, self.prefix)
+        self.figures.write(loggers, figures, epoch or 0, directory)
         self.figures_epoch = epoch

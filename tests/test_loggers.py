@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import struct
+import time
 import warnings
 
 import pytest
@@ -154,38 +155,55 @@ def test_several_loggers_at_once_each_get_everything_they_can_take(tmp_path, mlf
     assert not os.path.exists(os.path.join(csv_logger.log_dir, "topology_figures"))
 
 
-def wandb_history(save_dir):
+def wandb_history(save_dir, timeout=60.0):
     """The history rows of the one offline W&B run under ``save_dir``, read from its ``.wandb``
     file: W&B's LevelDB-style log (a 7-byte header, then 32 KiB blocks of records, each a 7-byte
     header — CRC, length, type: 1 full, 2 first, 3 middle, 4 last — and a protobuf ``Record``
-    split across blocks). wandb >= 0.20 no longer ships a reader of its own."""
+    split across blocks). wandb >= 0.20 no longer ships a reader of its own. W&B's core process
+    may still be writing when ``finish()`` returns (seen on a loaded machine): the file is read
+    until its closing ``exit`` record is there."""
     from wandb.proto import wandb_internal_pb2
 
     (path,) = glob.glob(os.path.join(save_dir, "wandb", "offline-run-*", "run-*.wandb"))
-    data = open(path, "rb").read()
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _wandb_records(open(path, "rb").read(), wandb_internal_pb2.Record)
+        kinds = [record.WhichOneof("record_type") for record in records]
+        if "exit" in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "exit" in kinds, f"the W&B run file {path} was not closed within {timeout} s"
+    rows = [
+        {
+            item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for item in record.history.item
+        }
+        for record, kind in zip(records, kinds, strict=True)
+        if kind == "history"
+    ]
+    return path, rows
+
+
+def _wandb_records(data, record_type):
     assert data[:4] == b":W&B"
     block, header = 32768, 7
-    rows, parts, i = [], b"", header
+    records, parts, i = [], b"", header
     while i + header <= len(data):
         left = block - i % block
         _, length, kind = struct.unpack("<IHB", data[i : i + header])
         if left < header or (length == 0 and kind == 0):  # padding to the next block
             i += left
             continue
+        if i + header + length > len(data):  # a record still being written
+            break
         parts += data[i + header : i + header + length]
         i += header + length
         if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
+            record = record_type()
             record.ParseFromString(parts)
+            records.append(record)
             parts = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append(
-                    {
-                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                        for item in record.history.item
-                    }
-                )
-    return path, rows
+    return records
 
 
 def test_wandb_offline_logger_gets_every_scalar_and_every_figure(tmp_path, monkeypatch):

@@ -224,11 +224,23 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if self._topology is None or not self._topology.update(trainer, pl_module):
-            return  # not a monitored epoch: nothing new to judge
-        if self._topology.measured_epoch != epoch:
-            return  # monitoring failed this epoch (it warned): no new value to judge
+        if self._topology is not None and not self._topology.by_steps:
+            self._judge(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        if self._topology is not None and self._topology.by_steps:
+            self._judge(trainer, pl_module)
+
+    def _judge(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Take the monitor's newest value at one of its checks (patience counts checks)."""
+        topology = self._topology
+        epoch, moment = trainer.current_epoch, topology.moment(trainer)
+        if not topology.update(trainer, pl_module):
+            return  # not a check: nothing new to judge
+        if topology.measured_at != moment:
+            return  # monitoring failed at this check (it warned): no new value to judge
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             if not self.strict:
@@ -237,14 +249,15 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
                 f"TopologicalEarlyStopping monitors {self.monitor!r}, which is not logged; the "
                 f"blocks are {self._topology.block_names} (or use 'last' / 'last_hidden')"
             )
-        reason = self.rule.update(float(value), epoch, self.monitor)
+        reason = self.rule.update(float(value), moment, self.monitor)
         should_stop = trainer.strategy.reduce_boolean_decision(reason is not None, all=False)
         trainer.should_stop = trainer.should_stop or should_stop
         if should_stop:
             self.stopped_epoch = epoch
             self.stopping_reason_message = reason
             if self.verbose:
-                rank_zero_info(f"TopologicalEarlyStopping stopped at epoch {epoch}: {reason}")
+                at = f"step {moment} (epoch {epoch})" if topology.by_steps else f"epoch {epoch}"
+                rank_zero_info(f"TopologicalEarlyStopping stopped at {at}: {reason}")
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.rule.state_dict(), "stopped_epoch": self.stopped_epoch}

@@ -40,6 +40,7 @@ _OWN_OPTIONS = (
     "probe",
     "reduction",
     "every_n_epochs",
+    "every_n_train_steps",
     "seed",
     "batch_size",
     "channel_dim",
@@ -122,6 +123,12 @@ class TopologyMonitor(*CALLBACK_BASES):
         input's class (see :func:`~topo_monitor.measure`).
     every_n_epochs : int, default 1
         Monitor after epochs ``n - 1, 2n - 1, ...`` (as ``check_val_every_n_epoch``).
+    every_n_train_steps : int, optional
+        Instead (not both): monitor after every n-th optimizer step (``trainer.global_step``;
+        with gradient accumulation, steps, not batches), for step-based training (``max_steps``
+        inside one long epoch). Scalars are logged at ``step = global_step``, records carry both
+        ``epoch`` and ``step``, and ``TopologicalEarlyStopping``/``PredictedTestAccuracy`` judge
+        at these checks (patience counts checks).
     config : SummaryConfig, optional
         What to compute; or give its fields as keyword arguments (``metrics=(...)``,
         ``homology_dims=(0, 1)``, ``per_class``, ``alpha``, ``normalize``, ``h1_max_points``,
@@ -142,7 +149,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         ``(model, inputs) -> output``; default ``model(inputs)``. For models taking keyword
         inputs, e.g. ``lambda m, batch: m(**batch)``.
     figures_every_n_epochs : int or None, default 10
-        Draw the figures every n-th monitored epoch and after the last one; None: never. They go
+        Draw the figures every n-th check (monitored epoch, or step with
+        ``every_n_train_steps``) and after the last one; None: never. They go
         to TensorBoard, MLflow and W&B loggers, else to PNG files in the log directory. A figure
         takes about 0.1 s of a CPU core to render (three by default), as much as all the topology
         of a small model's epoch; a depth profile holds every epoch so far, so drawing it less
@@ -170,7 +178,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         samples_per_class: int = 300,
         probe: Dataset | tuple[torch.Tensor, torch.Tensor] | ProbeSet | None = None,
         reduction: str = "gap",
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = None,
+        every_n_train_steps: int | None = None,
         seed: int = 0,
         batch_size: int = 256,
         channel_dim: int | None = None,
@@ -206,9 +215,20 @@ class TopologyMonitor(*CALLBACK_BASES):
             f"samples_per_class must be a positive int, got {samples_per_class!r}",
         )
         check(
-            is_positive_int(every_n_epochs),
-            f"every_n_epochs must be a positive int, got {every_n_epochs!r}",
+            every_n_epochs is None or every_n_train_steps is None,
+            "give every_n_epochs or every_n_train_steps, not both (a monitor has one cadence; "
+            "two monitors with a name= each can have one each)",
         )
+        for option, value in (
+            ("every_n_epochs", every_n_epochs),
+            ("every_n_train_steps", every_n_train_steps),
+        ):
+            check(
+                value is None or is_positive_int(value),
+                f"{option} must be a positive int, got {value!r}",
+            )
+        if every_n_train_steps is None and every_n_epochs is None:
+            every_n_epochs = 1
         check(
             figures_every_n_epochs is None or is_positive_int(figures_every_n_epochs),
             "figures_every_n_epochs must be a positive int or None, "
@@ -219,6 +239,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.samples_per_class = samples_per_class
         self.reduction = reduction
         self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
         self.seed = seed
         self.batch_size = batch_size
         self.channel_dim = channel_dim
@@ -233,9 +254,10 @@ class TopologyMonitor(*CALLBACK_BASES):
         among the trainer's monitors (see :meth:`setup`)."""
         self.history: list[TopologyRecord] = []
         self.writer = TopologyWriter(type(self).__name__, self.prefix)
-        self.measured_epoch: int | None = None
-        """The newest epoch whose metrics are in ``trainer.callback_metrics``, on every rank."""
-        self._last_run_epoch: int | None = None
+        self.measured_at: int | None = None
+        """The newest check (an epoch, or a global step with ``every_n_train_steps``) whose
+        metrics are in ``trainer.callback_metrics``, on every rank."""
+        self._last_run: int | None = None
         self._previous: TopologyRecord | None = None
         """This run's newest record, with its diagrams: the next measurement's velocity."""
         self._directory: str | None = None
@@ -292,6 +314,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             reduction=self.reduction,
             every_n_epochs=self.every_n_epochs,
             seed=self.seed,
+            **({"every_n_train_steps": self.every_n_train_steps} if self.by_steps else {}),
             **named,
         )
 
@@ -316,7 +339,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_run_epoch = self.measured_epoch = None
+        self._last_run = self.measured_at = None
         self._previous = None  # no velocity against another run's (or a resumed run's) last epoch
         self.writer.start_run()
         if self.probe is None:  # every rank draws the same probe: they share its forward pass
@@ -341,11 +364,18 @@ class TopologyMonitor(*CALLBACK_BASES):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.update(trainer, pl_module)
 
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        if self.by_steps:
+            self.update(trainer, pl_module)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = self.history[-1] if self.history else None
         if trainer.is_global_zero and last is not None and self.figures_every_n_epochs:
-            if self.writer.figures_epoch != last.epoch and self._directory is not None:
-                self.writer.write_figures(trainer.loggers, self.history, self._directory)
+            moment = last.step if self.by_steps else last.epoch
+            if self.writer.figures_at != moment and self._directory is not None:
+                self.writer.write_figures(trainer.loggers, self.history, self._directory, moment)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [r.to_dict() for r in self.history]}
@@ -379,20 +409,38 @@ class TopologyMonitor(*CALLBACK_BASES):
             **self.measure_options,
         )
 
+    @property
+    def by_steps(self) -> bool:
+        """Whether checks are counted in optimizer steps (``every_n_train_steps``)."""
+        return self.every_n_train_steps is not None
+
+    def moment(self, trainer: pl.Trainer) -> int:
+        """Where training is, in this monitor's unit: the global (optimizer) step with
+        ``every_n_train_steps``, else the epoch."""
+        return trainer.global_step if self.by_steps else trainer.current_epoch
+
+    def due(self, trainer: pl.Trainer) -> bool:
+        """Whether training is at a check: after every ``every_n_epochs``-th epoch, or every
+        ``every_n_train_steps``-th optimizer step (gradient accumulation: steps, not batches)."""
+        if self.by_steps:
+            step = trainer.global_step
+            return step > 0 and step % self.every_n_train_steps == 0
+        return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
     def update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-        """Monitor the current epoch if it is due and not done yet; True if it is a monitored
-        epoch. Other callbacks that read the topology call this first, so that callback order
-        does not matter."""
-        epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs != 0:
+        """Monitor now if a check is due and not done yet; True if this is a check. Other
+        callbacks that read the topology call this first, so that callback order does not
+        matter."""
+        if not self.due(trainer):
             return False
-        if self._last_run_epoch != epoch:
+        if self._last_run != self.moment(trainer):
             self._run(trainer, pl_module)
         return True
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
-        self._last_run_epoch = epoch
+        self._last_run = moment = self.moment(trainer)
+        unit = "step" if self.by_steps else "epoch"
         record = None
         previous = self._previous
         # Under DDP or a sharded strategy every rank forwards its share of the probe (a sharded
@@ -415,7 +463,8 @@ class TopologyMonitor(*CALLBACK_BASES):
                 record = self.measure(pl_module, epoch, trainer.global_step, previous, **shared)
             except Exception as err:  # monitoring must never end the user's training run
                 rank_zero_warn(
-                    f"TopologyMonitor: epoch {epoch} was not monitored: {type(err).__name__}: {err}"
+                    f"TopologyMonitor: {unit} {moment} was not monitored: "
+                    f"{type(err).__name__}: {err}"
                 )
         short = record_scalars(record, self.prefix, aliases=True) if record is not None else {}
         short = trainer.strategy.broadcast(short, src=0)
@@ -425,7 +474,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         for key, value in short.items():  # float64: as computed, for exact stopping decisions
             trainer.callback_metrics[key] = torch.tensor(value, dtype=torch.float64)
         if short:
-            self.measured_epoch = epoch
+            self.measured_at = moment
         if record is not None:
             if self.history:  # only the newest keeps its diagrams and Mapper graphs (memory)
                 self.history[-1] = replace(self.history[-1], diagrams=None, mapper_graphs=None)
@@ -437,6 +486,7 @@ class TopologyMonitor(*CALLBACK_BASES):
                 self.history,
                 self._directory,
                 figures=cadence is not None and len(self.history) % cadence == 0,
+                step=moment,
             )
 
     def require_block(self, pl_module: nn.Module, block: int | str, needed_by: str) -> None:

@@ -126,8 +126,19 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         rank_zero_info(f"PredictedTestAccuracy uses {self.predictor!r}{note}")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if not self._topology.update(trainer, pl_module) or self._topology.measured_epoch != epoch:
+        if not self._topology.by_steps:
+            self._predict_now(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        if self._topology is not None and self._topology.by_steps:
+            self._predict_now(trainer, pl_module)
+
+    def _predict_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        topology = self._topology
+        epoch, moment = trainer.current_epoch, topology.moment(trainer)
+        if not topology.update(trainer, pl_module) or topology.measured_at != moment:
             return
         prediction = (math.nan, math.nan, math.nan)
         if trainer.is_global_zero:
@@ -143,8 +154,8 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
         for key, value in values.items():
             trainer.callback_metrics[key] = torch.tensor(value)
         if trainer.is_global_zero:
-            self.history.append({"epoch": epoch, **values})
-            log_metrics(trainer.loggers, values, step=epoch)
+            self.history.append({"epoch": epoch, "step": trainer.global_step, **values})
+            log_metrics(trainer.loggers, values, step=moment)
 
     def _predict(self, trainer: pl.Trainer, epoch: int) -> tuple[float, float, float]:
         """The prediction of this epoch, its σ and 1.0 if it extrapolates (else 0.0); NaNs if

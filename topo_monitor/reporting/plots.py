@@ -177,9 +177,11 @@ def _by_epoch(
         lines += ax.plot(x, y, style, color=colour, **options)
     if records:
         ends = [0, len(records) - 1] if len(records) > 1 else [0]
+        # Several checks in one epoch (a step cadence): the curves are told apart by step.
+        by_step = len({r.epoch for r in records}) < len(records)
         ax.legend(
             [lines[i] for i in ends],
-            [_when(records[i], i) for i in ends],
+            [_when(records[i], i, by_step) for i in ends],
             fontsize=SMALL_FONTSIZE,
             title="darker = later" if len(records) > 2 else None,
             title_fontsize=SMALL_FONTSIZE,
@@ -341,7 +343,9 @@ def mapper_figure(record: TopologyRecord, block: str | None = None) -> Figure:
     return fig
 
 
-def _when(record: TopologyRecord, index: int) -> str:
+def _when(record: TopologyRecord, index: int, by_step: bool = False) -> str:
+    if by_step and record.step is not None:
+        return f"step {record.step}"
     return f"epoch {record.epoch}" if record.epoch is not None else f"record {index}"
 
 

@@ -28,15 +28,15 @@ class TopologyWriter:
 
     Attributes
     ----------
-    figures_epoch : int or None
-        The epoch of the newest record whose figures were written.
+    figures_at : int or None
+        The step (an epoch, or a global step) at which figures were last written.
     """
 
     def __init__(self, owner: str = "TopologyMonitor", prefix: str = PREFIX) -> None:
         self.prefix = prefix
         self.figures = FigureWriter(owner)
         self.history_file = HistoryFile(history_filename(prefix))
-        self.figures_epoch: int | None = None
+        self.figures_at: int | None = None
         self._layout_written = False
 
     def start_run(self) -> None:
@@ -49,26 +49,33 @@ class TopologyWriter:
         history: Sequence[TopologyRecord],
         directory: str,
         figures: bool = False,
+        step: int | None = None,
     ) -> None:
-        """Publish the newest record of ``history`` (figures too if ``figures``); the history file
-        in ``directory`` is brought up to ``history``."""
+        """Publish the newest record of ``history`` at ``step`` (default: its epoch), figures too
+        if ``figures``; the history file in ``directory`` is brought up to ``history``."""
         record = history[-1]
-        log_metrics(loggers, record_scalars(record, self.prefix), step=record.epoch)
+        step = record.epoch if step is None else step
+        log_metrics(loggers, record_scalars(record, self.prefix), step=step)
         if not self._layout_written:
             write_custom_scalars_layout(loggers, list(record.values), self.prefix)
             self._layout_written = True
         if figures:
-            self.write_figures(loggers, history, directory)
+            self.write_figures(loggers, history, directory, step)
         self.history_file.write(directory, history)
 
     def write_figures(
-        self, loggers: Sequence[Any], history: Sequence[TopologyRecord], directory: str
+        self,
+        loggers: Sequence[Any],
+        history: Sequence[TopologyRecord],
+        directory: str,
+        step: int | None = None,
     ) -> None:
         """Draw the figures of ``history`` (see :func:`~topo_monitor.reporting.plots.
-        topology_figures`) and send them to the loggers, at the newest record's epoch."""
+        topology_figures`) and send them to the loggers at ``step`` (default: the newest
+        record's epoch)."""
         from topo_monitor.reporting.plots import topology_figures
 
-        epoch = history[-1].epoch
+        step = history[-1].epoch if step is None else step
         figures = topology_figures(history, self.prefix)
-        self.figures.write(loggers, figures, epoch or 0, directory)
-        self.figures_epoch = epoch
+        self.figures.write(loggers, figures, step or 0, directory)
+        self.figures_at = step

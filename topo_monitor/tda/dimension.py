@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from topo_monitor._validation import as_cloud
-from topo_monitor.tda.mst import stacked_squared_distances, subcloud_mst_lengths
+from topo_monitor.tda import mst
+from topo_monitor.tda.mst import mst_tree, stacked_squared_distances, subcloud_mst_lengths
 from topo_monitor.tda.sampling import Generatorish, as_generator, random_orders
 
 __all__ = ["PHDimResult", "default_sizes", "ph_dimension", "ph_dimensions"]
@@ -83,6 +84,14 @@ def ph_dimensions(
     All subsamples of all clouds go through one batched run of Prim's algorithm per subsample
     size, which is what makes PHdim of every class of every block cost milliseconds, not seconds.
     The clouds must share a device; they may differ in size and dimension.
+
+    Memory is bounded as for H0: no dense matrix above ``mst.DENSE_BYTES``. The subsamples of
+    small clouds are cut out of the clouds' dense squared distances, stacked at most that many
+    bytes at a time; a larger cloud (over ``mst.CHUNK_ELEMENTS`` distances) gets no matrix, and its
+    subsamples are given their trees from their points (:func:`~topo_monitor.tda.mst.mst_tree`:
+    dense while a subsample's matrix fits, distance rows as needed above). A 30,000-point cloud
+    (d = 64, float32) took 24-30 s and peaked at 1.65 GB (the whole process, on 2 busy cores;
+    ``benchmarks/bench_phdim_memory.py``), where its dense matrices needed 10.5 GB.
 
     ``whole_lengths``, if given, is the E^0_1 of each whole cloud (the sum of its H0 death times),
     when already computed: it saves the largest tree of every fit.
@@ -163,14 +172,14 @@ def _subsample_energies(
     if not fitted:
         return totals
     counts = np.array([clouds[g].shape[0] for g in fitted])
-    D2 = stacked_squared_distances([clouds[g] for g in fitted], padding=math.inf)
+    members = [clouds[g] for g in fitted]
     whole, part = [], []  # (row of fitted, size index)
     for row, g in enumerate(fitted):
         for s_i, size in enumerate(plans[g]):
             (whole if size == counts[row] else part).append((row, s_i))
     if whole_lengths is None:
         rows = np.array([row for row, _ in whole], dtype=np.int64)
-        lengths = subcloud_mst_lengths(D2, rows, counts[rows])
+        lengths = _tree_lengths(members, rows, counts[rows])
     else:
         lengths = [float(whole_lengths[fitted[row]]) for row, _ in whole]
     for (row, s_i), length in zip(whole, lengths, strict=True):
@@ -178,11 +187,75 @@ def _subsample_energies(
     if part:
         rows = np.repeat([row for row, _ in part], n_draws)
         sizes = np.repeat([plans[fitted[row]][s_i] for row, s_i in part], n_draws)
-        points = random_orders(counts[rows], int(sizes.max()), generator).to(D2.device)
-        lengths = subcloud_mst_lengths(D2, rows, sizes, points)
+        points = random_orders(counts[rows], int(sizes.max()), generator).to(members[0].device)
+        lengths = _tree_lengths(members, rows, sizes, points)
         for (row, s_i), mean in zip(part, lengths.reshape(-1, n_draws).mean(axis=1), strict=True):
             totals[fitted[row]][s_i] = mean
     return totals
+
+
+def _tree_lengths(
+    clouds: list[torch.Tensor],
+    rows: np.ndarray,
+    sizes: np.ndarray,
+    points: torch.Tensor | None = None,
+) -> np.ndarray:
+    """MST lengths of sub-clouds (``mst.subcloud_mst_lengths``' arguments, over ``clouds``),
+    computed without a dense matrix above ``mst.DENSE_BYTES``.
+
+    Small clouds (matrices of at most ``mst.CHUNK_ELEMENTS`` entries) are stacked a group at a
+    time (the largest first, each group's stacked matrix within ``mst.DENSE_BYTES``) and their
+    sub-clouds cut out of it: one batched Prim run for many sub-clouds. A larger cloud gets no
+    matrix: its sub-clouds are taken from its points, a chunk at a time, and given their trees by
+    ``mst.mst_tree``. For those, cutting sub-matrices out of the whole one was the slower and the
+    larger way: at n = 16,000, d = 64, 43 s and 3.1 GB added, against 11 s and 1.05 GB (the
+    gather's intermediates grow beyond the chunk bound).
+    """
+    out = np.zeros(len(rows))
+    itemsize = clouds[0].element_size()
+    for group in _groups([c.shape[0] for c in clouds], itemsize):
+        mine = np.flatnonzero(np.isin(rows, group))
+        if len(mine) == 0:
+            continue
+        cloud = clouds[group[0]]
+        if not _gathered(cloud.shape[0], itemsize):
+            order = mine[np.argsort(-sizes[mine], kind="stable")]
+            entries = mst.DENSE_BYTES // mst.search_dtype(cloud.device).itemsize
+            for part in mst.chunks(sizes[order].tolist(), min(mst.CHUNK_ELEMENTS, entries)):
+                members = order[part]
+                subs = [
+                    cloud[torch.arange(sizes[b]) if points is None else points[b, : sizes[b]]]
+                    for b in members
+                ]
+                out[members] = mst_tree(subs)[1].sum(dim=1).cpu().numpy()
+            continue
+        D2 = stacked_squared_distances([clouds[g] for g in group], padding=math.inf)
+        position = {g: i for i, g in enumerate(group)}
+        local = np.array([position[r] for r in rows[mine].tolist()], dtype=np.int64)
+        # Indices past a sub-cloud's size only pad a batch (masked to inf): keep them in range.
+        picked = None if points is None else points[mine].clamp(max=D2.shape[-1] - 1)
+        out[mine] = subcloud_mst_lengths(D2, local, sizes[mine], picked)
+    return out
+
+
+def _gathered(n: int, itemsize: int) -> bool:
+    """Whether a cloud's sub-clouds are cut out of its dense matrix (see :func:`_tree_lengths`)."""
+    return n * n <= min(mst.CHUNK_ELEMENTS, mst.DENSE_BYTES // itemsize)
+
+
+def _groups(counts: list[int], itemsize: int) -> list[list[int]]:
+    """Clouds (by position) whose stacked dense matrices fit ``mst.DENSE_BYTES``, largest first; a
+    cloud not to be gathered alone in its group."""
+    order = sorted(range(len(counts)), key=lambda g: -counts[g])
+    out: list[list[int]] = []
+    for g in order:
+        largest = counts[out[-1][0]] if out else 0
+        fits = (len(out[-1]) + 1) * largest**2 * itemsize <= mst.DENSE_BYTES if out else False
+        if fits and _gathered(largest, itemsize):
+            out[-1].append(g)
+        else:
+            out.append([g])
+    return out
 
 
 def _fit(sizes: np.ndarray, energies: np.ndarray) -> PHDimResult:

@@ -1,18 +1,26 @@
 """The batched Prim engine: exact Euclidean minimum spanning trees of many clouds at once.
 
 Every H0 bar of a Vietoris–Rips filtration dies at the length of an edge of a Euclidean MST, and
-PHdim needs the MST lengths of many subsamples: both are answered here, on dense squared distances,
-in torch on the cloud's device (NumPy for the CPU loop). Clouds of one shape go through batched
-tensor operations, so the classes of every block, or the subsamples of a PHdim fit, cost about as
-many operations as one cloud.
+PHdim needs the MST lengths of many subsamples: both are answered here, in torch on the cloud's
+device (NumPy for the CPU loop). Clouds of one shape go through batched tensor operations, so the
+classes of every block, or the subsamples of a PHdim fit, cost about as many operations as one
+cloud.
 
-A cloud whose dense matrix would exceed :data:`DENSE_BYTES` (n > 16384 in float32, n > 11585 in
-float64) is not given one: :func:`mst_edges` sends it to :func:`prim_mst_from_points`, Prim's
-algorithm with each distance row computed when it is needed, in O(n·d) memory. Rows come from the
-dense path's centred formula, in float64: on a float64 cloud both paths find the same tree (a near
-tie may be resolved the other way, at no cost beyond rounding); on a float32 cloud, whose dense
-tree is found in float32, this one is the more exact. The dense path is kept below the bound
-because it is the faster: its loop reads n numbers per step where the other computes n distances.
+Float32 speed, float64 answers (:func:`mst_tree`). The tree is *searched* in float32, on squared
+distances in Gram form (one matrix product on the BLAS, the cloud centred first, in its own dtype,
+and scaled by a power of two, so that no value leaves float32's range); only its n - 1 edges are
+then *measured*, in float64, as ``|x_i - x_j|`` from the points. Every length, and so E0, the H0
+deaths and everything computed from them, is exact to float64 rounding; what float32 can change is
+only which tree is found, among edges whose lengths agree to float32 rounding. Where the search
+cannot be trusted to that (edges too short for float32 to see, next to the cloud's extent: tight
+clusters far apart after centring, near-duplicates), the tree is searched again in float64
+(:data:`BLIND_SHARE`).
+
+A cloud whose dense matrix would exceed :data:`DENSE_BYTES` (n > 16384 in float32, n > 11585 for
+a float64 search) is not given one: the search goes to :func:`prim_mst_from_points`, Prim's
+algorithm with each distance row computed when it is needed, in O(n·d) memory. The dense path is
+kept below the bound because it is the faster: its loop reads n numbers per step where the other
+computes n distances.
 """
 
 from __future__ import annotations
@@ -27,26 +35,55 @@ CHUNK_ELEMENTS = 2**24
 """Batched Prim runs are split so that one run holds at most this many distance entries."""
 
 DENSE_BYTES = 2**30
-"""Largest dense distance matrix (bytes) that :func:`mst_edges` builds for one cloud.
+"""Largest dense distance matrix (bytes) that :func:`mst_tree` builds for one cloud.
 
-1 GiB, as much as a monitor running beside training should borrow: n = 16384 points in float32,
-11585 in float64. Above it the tree is found from the points (:func:`prim_mst_from_points`), whose
-memory grows like n·d instead of n²: at n = 20000 the matrix alone would be 1.6 GB in float32, at
-50000 10 GB. Below it the dense path is kept because it is faster wherever d is not tiny: measured
-on 2 busy CPU cores at n = 5000-10000, the points path took 0.9× the dense time at d = 16,
-1.4-1.6× at d = 64, 2-4× at d = 256 and 5-8× at d = 1024 (it reads the whole cloud at every step).
-A chunk of several clouds never reaches the bound: it holds at most :data:`CHUNK_ELEMENTS` entries.
+1 GiB, as much as a monitor running beside training should borrow: n = 16384 points for the
+float32 search, 11585 for a float64 one. Above it the tree is found from the points
+(:func:`prim_mst_from_points`), whose memory grows like n·d instead of n²: at n = 20000 the matrix
+alone would be 1.6 GB in float32, at 50000 10 GB. Below it the dense path is kept because it is
+faster wherever d is not tiny: measured on 2 busy CPU cores at n = 5000-10000, the points path took
+0.9× the dense time at d = 16, 1.4-1.6× at d = 64, 2-4× at d = 256 and 5-8× at d = 1024 (it reads
+the whole cloud at every step). A chunk of several clouds never reaches the bound: it holds at most
+:data:`CHUNK_ELEMENTS` entries.
 """
 
+GRAM_ROUNDING = 8.0
+"""Bound on the error of a float32 Gram-form squared distance, in float32 roundings of the norms.
+
+``|x_i|² + |x_j|² - 2 x_i·x_j`` computed in float32 (the centred cloud rounded to float32, then
+the matrix product) is within ``Δ = GRAM_ROUNDING · 2⁻²⁴ · (|x_i|² + |x_j|²)`` of the exact squared
+distance. Measured: at most 7 (160,000 pairs of Gaussian, ReLU and offset clouds, d = 2 to 4096,
+MKL): the rounding of the norms dominates, not the length of the dot products.
+"""
+
+BLIND_SHARE = 1e-6
+"""Share of a tree's length on edges blind to float32 above which it is searched again in float64.
+
+An edge is *blind* when its squared length is below :data:`BLIND_FACTOR` Δ (Δ of
+:data:`GRAM_ROUNDING`, at the cloud's largest norm): float32 holds fewer than 5 correct bits of
+it, and could as well have taken a very different edge. Such edges carry a negligible share of E0
+(a few near-duplicates in a wide cloud) or a large one (tight clusters far apart, even after
+centring); above this share the float32 tree is not kept.
+"""
+
+BLIND_FACTOR = 32.0
+"""A tree edge is blind to the float32 search when its squared length is below this many Δ."""
+
 __all__ = [
+    "BLIND_FACTOR",
+    "BLIND_SHARE",
     "CHUNK_ELEMENTS",
     "DENSE_BYTES",
+    "GRAM_ROUNDING",
     "by_shape",
     "chunks",
+    "edge_lengths",
     "mst_edges",
     "mst_lengths",
+    "mst_tree",
     "prim_mst",
     "prim_mst_from_points",
+    "search_dtype",
     "squared_distances",
     "stacked_squared_distances",
     "subcloud_mst_lengths",
@@ -57,6 +94,27 @@ __all__ = [
 def work_dtype(device: torch.device) -> torch.dtype:
     """float64 wherever the device has it: the H0 values must match gudhi's double precision."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def search_dtype(device: torch.device) -> torch.dtype:
+    """The dtype in which trees are searched: float32 where its matrix products round as float32.
+
+    A process that lowered float32 matrix-product precision (TF32 or bfloat16 inside: about 2⁻¹¹
+    or 2⁻⁸ relative, through ``torch.set_float32_matmul_precision`` or the backends'
+    ``fp32_precision``) would break :data:`GRAM_ROUNDING`; it gets the search in
+    :func:`work_dtype` instead.
+    """
+    return torch.float32 if _exact_float32_products(device) else work_dtype(device)
+
+
+def _exact_float32_products(device: torch.device) -> bool:
+    """Whether float32 matrix products on ``device`` keep float32's precision."""
+    backend = torch.backends.cuda if device.type == "cuda" else torch.backends.mkldnn
+    precision = getattr(getattr(backend, "matmul", None), "fp32_precision", None)
+    if precision is not None:  # torch >= 2.9, where reading the older settings may raise
+        return precision in ("none", "ieee")
+    tf32 = device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    return torch.get_float32_matmul_precision() == "highest" and not tf32
 
 
 def squared_distances(X: torch.Tensor) -> torch.Tensor:
@@ -75,15 +133,21 @@ def squared_distances(X: torch.Tensor) -> torch.Tensor:
     Centring first keeps the cancellation error of ``|x|² + |y|² - 2 x·y`` proportional to the
     spread of the cloud rather than to its distance from the origin.
     """
-    Xc, sq = _centred(X)
-    # fused: no n×n temporaries
-    if X.dim() == 2:
-        D2 = torch.addmm(sq[:, None], Xc, Xc.T, alpha=-2.0)
-    else:
-        D2 = torch.baddbmm(sq[:, :, None], Xc, Xc.transpose(1, 2), alpha=-2.0)
-    D2.add_(sq[..., None, :]).clamp_(min=0.0)
+    D2 = _gram(*_centred(X)).clamp_(min=0.0)
     D2.diagonal(dim1=-2, dim2=-1).fill_(0.0)
     return D2
+
+
+def _gram(Xc: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+    """``|x_i|² + |x_j|² - 2 x_i·x_j`` for clouds ``Xc`` (..., n, d) of squared norms ``sq``
+    (..., n): one fused matrix product and one addition, no n×n temporaries. Not clamped: a
+    search needs no more (Prim compares absolute values, and a vertex's own entry is never read
+    once it is in the tree)."""
+    if Xc.dim() == 2:
+        D2 = torch.addmm(sq[:, None], Xc, Xc.T, alpha=-2.0)
+    else:
+        D2 = torch.baddbmm(sq[..., None], Xc, Xc.transpose(-2, -1), alpha=-2.0)
+    return D2.add_(sq[..., None, :])
 
 
 def _centred(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,42 +254,71 @@ def _prim_numpy(D2: np.ndarray, parents: bool) -> np.ndarray:
                 joins[0, step] = key[0, j]
             best[0, j] = -np.inf
             row = D2[0, j][None]
-            new_parent = j
+            if parents:  # a boolean-mask store: 1 µs at n = 3000, where copyto took 5
+                np.less(row, best, out=closer)
+                parent[closer] = j
         else:
             j = key.argmin(axis=1)
             if not parents:
                 joins[:, step] = key[rows, j]
             best[rows, j] = -np.inf
             row = D2[rows, j]
-            new_parent = j[:, None]
-        if parents:
-            np.less(row, best, out=closer)
-            np.copyto(parent, new_parent, where=closer)
+            if parents:
+                np.less(row, best, out=closer)
+                np.copyto(parent, j[:, None], where=closer)
         np.minimum(best, row, out=best)
     return parent if parents else joins
 
 
-def prim_mst_from_points(X: torch.Tensor) -> torch.Tensor:
+def _prepare(
+    X: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clouds ``X`` (..., n, d) made ready for a search in ``dtype``.
+
+    Returns the clouds centred and scaled (..., n, d) and their squared norms (..., n), both in
+    ``dtype``; and the largest squared norm of each centred cloud (...), in the work dtype and the
+    cloud's own units: it sets the rounding bound of the search (:data:`GRAM_ROUNDING`).
+
+    Centred in the cloud's own dtype: in float64 for a float64 cloud, whatever its offset; a
+    float32 cloud's coordinates and their mean are both float32, so each difference is exact
+    where the offset dominates (Sterbenz) and rounded relative to the centred value elsewhere.
+    Then scaled by a power of two (exact) so that the largest norm lies in [1, 2): huge or tiny
+    clouds keep float32's full precision and never overflow or underflow in its squares.
+    """
+    work = work_dtype(X.device)
+    Xc = X - X.mean(dim=-2, keepdim=True)
+    norms = torch.linalg.vector_norm(Xc, dim=-1, dtype=work)
+    top = norms.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(work).tiny)
+    scale = torch.exp2(-torch.floor(torch.log2(top)))
+    cloud = (Xc * scale[..., None].to(X.dtype)).to(dtype)
+    return cloud, (norms * scale).square().to(dtype), top.squeeze(-1).square()
+
+
+def prim_mst_from_points(X: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Minimum spanning tree of one cloud, without its distance matrix.
 
     Parameters
     ----------
     X : torch.Tensor, shape (n, d)
+    dtype : torch.dtype, optional
+        Precision of the search; default :func:`search_dtype` (float32 wherever it is exact to
+        float32 rounding): float32 rows were measured 2.5× faster than float64 ones.
 
     Returns
     -------
     torch.Tensor, shape (n - 1, 2), int64, on ``X``'s device
         Edge ``v - 1`` is ``(v, parent of v)`` for v = 1..n-1, the tree rooted at vertex 0: the
-        layout of :func:`prim_mst`'s edges.
+        layout of :func:`prim_mst`'s edges. Only the tree: :func:`mst_tree` measures its edges.
 
     Prim's algorithm keeps, for every point outside the tree, its squared distance to the tree;
     each step adds the nearest point and computes its one row of squared distances, by the centred
-    formula of :func:`squared_distances`, in float64 (:func:`work_dtype`). Memory is O(n·d) (the
-    centred cloud, stored transposed) plus a few vectors of n; time O(n²·d), about half of which is
-    saved by dropping the points already in the tree from the working copy of the cloud each time
-    an eighth of it has joined. Ties are broken as in :func:`prim_mst` (lowest index first).
+    formula of :func:`squared_distances` on the cloud prepared as for the dense search (centred,
+    scaled by a power of two). Memory is O(n·d) (the centred cloud, stored transposed)
+    plus a few vectors of n; time O(n²·d), about half of which is saved by dropping the points
+    already in the tree from the working copy of the cloud each time an eighth of it has joined.
+    Ties are broken as in :func:`prim_mst` (lowest index first).
     """
-    Xc, sq = _centred(X.to(work_dtype(X.device)))
+    Xc, sq, _ = _prepare(X, search_dtype(X.device) if dtype is None else dtype)
     if X.device.type == "cpu":
         parent = torch.from_numpy(_prim_points_numpy(Xc.numpy(), sq.numpy()))
     else:
@@ -307,8 +400,8 @@ def _prim_points_numpy(Xc: np.ndarray, sq: np.ndarray) -> np.ndarray:
     return parent
 
 
-def mst_edges(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Minimum spanning trees of a few clouds: one batched dense run, or one cloud from its points.
+def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum spanning trees of a few clouds, searched in float32 and measured in float64.
 
     Parameters
     ----------
@@ -318,19 +411,113 @@ def mst_edges(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
 
     Returns
     -------
-    torch.Tensor, shape (G, max n_g - 1, 2), int64
+    edges : torch.Tensor, shape (G, max n_g - 1, 2), int64
         ``[g, v - 1]`` is ``(v, parent of v)`` in cloud ``g``'s tree, for v = 1..n_g-1 (see
         :func:`prim_mst`); rows beyond a smaller cloud's n_g - 1 are padding.
+    lengths : torch.Tensor, shape (G, max n_g - 1), :func:`work_dtype`
+        ``|x_v - x_parent|`` computed from the points (:func:`edge_lengths`); 0 on padding rows.
 
-    A single cloud whose dense matrix would exceed :data:`DENSE_BYTES` goes through
-    :func:`prim_mst_from_points`; otherwise the trees are found on :func:`stacked_squared_distances`
-    in the clouds' own dtype.
+    Notes
+    -----
+    The search runs in :func:`search_dtype` (float32 on CPUs and GPUs): on the dense Gram-form
+    squared distances of the prepared clouds, or, for a single cloud whose matrix would exceed
+    :data:`DENSE_BYTES`, on rows computed as needed (:func:`prim_mst_from_points`). Each squared
+    distance it compares is within ``Δ = GRAM_ROUNDING · 2⁻²⁴ · 2 max_i |x_i - mean|²`` of the exact
+    one, so it returns an exact minimum spanning tree of weights within Δ of the true ones. What can
+    differ from an exact search is therefore only the tree, between edges whose squared lengths
+    agree to Δ, and each such exchange costs at most float32's rounding:
+    pairing every edge e of this tree with an edge of an exact MST no shorter than
+    ``sqrt(l_e² - 2Δ)`` (the exchange property of spanning trees) gives
+
+        E - E_min <= sum over the tree's edges of (l_e - sqrt(max(l_e² - 2Δ, 0))),
+
+    about Δ / l_e per edge, and in practice far less (only actual near-ties exchange edges; on
+    Gaussian clouds the float64 search finds the same tree). Where that bound is not small because
+    edges are blind to float32 (:data:`BLIND_SHARE`), the cloud is searched again in the work
+    dtype (dense if its float64 matrix fits :data:`DENSE_BYTES`, from its points otherwise), where
+    the same bound holds with float64's rounding (2⁻⁵³ in place of 2⁻²⁴ in Δ: 2²⁹ times smaller).
     """
+    device = clouds[0].device
+    search, work = search_dtype(device), work_dtype(device)
+    edges, top = _search(clouds, search)
+    lengths = edge_lengths(clouds, edges)
+    if search != work:
+        for g in torch.nonzero(_blind(lengths, top)).flatten().tolist():  # one host sync
+            n = clouds[g].shape[0]
+            again, _ = _search([clouds[g]], work)
+            edges[g, : n - 1] = again[0]
+            lengths[g, : n - 1] = edge_lengths([clouds[g]], again)[0]
+    return edges, lengths
+
+
+def _search(
+    clouds: Sequence[torch.Tensor], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trees of :func:`mst_tree` found in ``dtype`` (edges (G, N - 1, 2)), and the clouds'
+    largest squared norms (G,) after centring, for the rounding bound of that search."""
     n = clouds[0].shape[0]
-    if len(clouds) == 1 and n * n * clouds[0].element_size() > DENSE_BYTES:
-        return prim_mst_from_points(clouds[0])[None]
-    edges, _ = prim_mst(stacked_squared_distances(clouds, padding=math.inf))
-    return edges
+    if len(clouds) == 1 and n * n * dtype.itemsize > DENSE_BYTES:
+        return prim_mst_from_points(clouds[0], dtype)[None], _prepare(clouds[0], dtype)[2][None]
+    shapes = by_shape(clouds)
+    if len(shapes) == 1:  # one batched product, no padding
+        batch = torch.stack(list(clouds)) if len(clouds) > 1 else clouds[0][None]
+        cloud, sq, top = _prepare(batch, dtype)
+        D2 = _gram(cloud, sq)
+    else:
+        N = max(c.shape[0] for c in clouds)
+        D2 = clouds[0].new_full((len(clouds), N, N), math.inf, dtype=dtype)
+        top = clouds[0].new_empty(len(clouds), dtype=work_dtype(clouds[0].device))
+        for (m, _), members in shapes.items():
+            cloud, sq, tops = _prepare(torch.stack([clouds[g] for g in members]), dtype)
+            index = torch.tensor(members, device=D2.device)
+            D2[index, :m, :m] = _gram(cloud, sq)
+            top[index] = tops
+    edges, _ = prim_mst(D2)
+    return edges, top
+
+
+def _blind(lengths: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """Which trees (G,) have more than :data:`BLIND_SHARE` of their length on edges too short for
+    a float32 search of clouds whose largest squared norms are ``top``."""
+    delta = GRAM_ROUNDING * 2.0**-24 * 2.0 * top
+    blind = lengths.square() < BLIND_FACTOR * delta[:, None]
+    return (lengths * blind).sum(dim=1) > BLIND_SHARE * lengths.sum(dim=1)
+
+
+def edge_lengths(clouds: Sequence[torch.Tensor], edges: torch.Tensor) -> torch.Tensor:
+    """Euclidean lengths of tree edges, ``|x_i - x_j|`` from the points, in :func:`work_dtype`.
+
+    Parameters
+    ----------
+    clouds : sequence of G tensors of shapes (n_g, d_g), on one device
+    edges : torch.Tensor, shape (G, N - 1, 2), int64
+        As returned by :func:`mst_tree` (rows beyond n_g - 1 are ignored).
+
+    Returns
+    -------
+    torch.Tensor, shape (G, N - 1)
+        0 on padding rows. Differences of the points themselves, not the Gram form: duplicate
+        points give exactly 0 and no cancellation enters. Gathered a slice of edges at a time
+        (at most :data:`CHUNK_ELEMENTS` coordinates): no copy of a large cloud in float64.
+    """
+    work = work_dtype(edges.device)
+    out = torch.zeros(edges.shape[:2], dtype=work, device=edges.device)
+    for (n, d), rows in by_shape(clouds).items():
+        points = torch.stack([clouds[g] for g in rows]) if len(rows) > 1 else clouds[rows[0]][None]
+        index = torch.tensor(rows, device=edges.device)
+        tree = edges[index, : n - 1]
+        batch = torch.arange(len(rows), device=edges.device)[:, None]
+        step = max(1, CHUNK_ELEMENTS // (2 * len(rows) * max(d, 1)))
+        for start in range(0, n - 1, step):
+            ends = points[batch[..., None], tree[:, start : start + step]].to(work)
+            diff = ends[..., 0, :] - ends[..., 1, :]
+            out[index, start : start + ends.shape[1]] = torch.linalg.vector_norm(diff, dim=-1)
+    return out
+
+
+def mst_edges(clouds: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The trees of :func:`mst_tree`, without their lengths: shape (G, max n_g - 1, 2), int64."""
+    return mst_tree(clouds)[0]
 
 
 def stacked_squared_distances(clouds: Sequence[torch.Tensor], padding: float = 0.0) -> torch.Tensor:

@@ -7,8 +7,9 @@ half of ours on the same cloud.
 
 H0 needs no simplicial complex: every H0 bar is born at 0 and dies at the length of an edge of a
 Euclidean minimum spanning tree, so the H0 barcode is computed exactly as an MST (Prim's algorithm
-on the dense distance matrix, in torch, on the cloud's device; for a cloud whose matrix would exceed
-``mst.DENSE_BYTES``, on distance rows computed as needed). Higher dimensions go through gudhi.
+searching in float32 on the dense distance matrix, in torch, on the cloud's device; for a cloud
+whose matrix would exceed ``mst.DENSE_BYTES``, on distance rows computed as needed; the tree's
+edges measured in float64). Higher dimensions go through gudhi.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from topo_monitor._validation import as_cloud, as_diagram, as_positive, check
-from topo_monitor.tda.mst import by_shape, chunks, mst_edges, work_dtype
+from topo_monitor.tda.mst import chunks, mst_tree
 from topo_monitor.tda.sampling import as_generator, random_orders
 
 __all__ = [
@@ -42,23 +43,23 @@ def h0_death_times_many(clouds: Sequence[torch.Tensor | np.ndarray]) -> list[tor
     The clouds must share a device; they may differ in size and in dimension. This is how the
     monitor handles all classes of all blocks of a network at once: per-call overhead is paid once.
     """
-    clouds = [as_cloud(c, name=f"cloud {g}") for g, c in enumerate(clouds)]
+    return _h0_deaths([as_cloud(c, name=f"cloud {g}") for g, c in enumerate(clouds)])
+
+
+def _h0_deaths(clouds: list[torch.Tensor]) -> list[torch.Tensor]:
+    """:func:`h0_death_times_many` of validated clouds (each is checked once: it costs a pass)."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(clouds)
     order = sorted(range(len(clouds)), key=lambda g: -clouds[g].shape[0])
     for part in chunks([clouds[g].shape[0] for g in order]):
         members = [clouds[g] for g in order[part]]
-        # The tree is found on distances in the cloud's own precision (the cost of cdist; float64
-        # for a cloud too large for a dense matrix); only its n - 1 edges are then measured
-        # exactly, in float64, so duplicates give exactly 0.
-        edges = mst_edges(members)
-        for (n, _), rows in by_shape(members).items():
-            exact = torch.stack([members[row] for row in rows]).to(work_dtype(edges.device))
-            tree = edges[torch.tensor(rows, device=edges.device), : n - 1]
-            batch = torch.arange(len(rows), device=edges.device)[:, None]
-            ends = exact[batch, tree[..., 0]] - exact[batch, tree[..., 1]]
-            lengths = torch.linalg.vector_norm(ends, dim=-1).sort(dim=-1).values
-            for row, tree_lengths in zip(rows, lengths, strict=True):
-                out[order[part][row]] = tree_lengths.to(members[row].dtype)
+        # The tree is searched in float32, its n - 1 edges measured from the points in float64
+        # (mst.mst_tree): duplicates give exactly 0, and every length is exact.
+        _, lengths = mst_tree(members)
+        sizes = torch.tensor([c.shape[0] - 1 for c in members], device=lengths.device)
+        padding = torch.arange(lengths.shape[1], device=lengths.device) >= sizes[:, None]
+        ordered = lengths.masked_fill(padding, math.inf).sort(dim=1).values  # padding last
+        for row, cloud in enumerate(members):
+            out[order[part][row]] = ordered[row, : cloud.shape[0] - 1].to(cloud.dtype)
     return out
 
 
@@ -83,12 +84,14 @@ def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Notes
     -----
-    O(n²·d) time; one n×n matrix of memory up to ``mst.DENSE_BYTES`` (1 GiB: n = 16384 in
-    float32), O(n·d) above it (:func:`~topo_monitor.tda.mst.mst_edges`). No simplicial complex is
-    built. The tree is found on squared distances, then every tree edge is measured again directly
-    as ``|x_i - x_j|``, in float64, so that duplicate points give exactly zero.
+    O(n²·d) time; one n×n matrix of memory up to ``mst.DENSE_BYTES`` (1 GiB: n = 16384, the search
+    being in float32), O(n·d) above it (:func:`~topo_monitor.tda.mst.mst_tree`). No simplicial
+    complex is built. The tree is searched in float32 on squared distances, then every tree edge is
+    measured directly as ``|x_i - x_j|``, in float64, so that duplicate points give exactly zero;
+    what float32 may change is only the choice between edges whose lengths agree to float32
+    rounding, and E0 stays within that rounding of gudhi's (the bound is in ``mst_tree``).
     """
-    return h0_death_times_many([as_cloud(X)])[0]
+    return _h0_deaths([as_cloud(X)])[0]
 
 
 def _finite(bars: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_warn
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.callbacks._probe import given_probe, probe_fingerprint, training_probe
-from topo_monitor.probing.blocks import OUTPUT, resolve_blocks
+from topo_monitor.probing.blocks import OUTPUT, named_modules, resolve_blocks
 from topo_monitor.probing.config import SummaryConfig, summary_config
 from topo_monitor.probing.measurement import BlocksSpec, ProbeSharding, check_probing_options
 from topo_monitor.probing.measurement import measure as measure_model
@@ -321,14 +321,14 @@ class TopologyMonitor(*CALLBACK_BASES):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        prefix = monitor_prefixes(trainer)[id(self)]
+        prefix = monitor_prefixes(trainer).get(id(self), self.prefix)
         if prefix != self.prefix:
             self.prefix = prefix
             self.writer = TopologyWriter(type(self).__name__, prefix)
         # A wrong block name is an error now, not a warning in epoch 1; an "auto" that finds no
         # hidden block is said once now, not discovered from a depth profile of one point.
         if not resolve_blocks(pl_module, self.blocks) and self.blocks == "auto":
-            names = ", ".join(repr(name) for name, _ in list(pl_module.named_modules())[1:9])
+            names = ", ".join(repr(name) for name in list(named_modules(pl_module))[1:9])
             rank_zero_warn(
                 f'TopologyMonitor: blocks="auto" found no hidden block in '
                 f"{type(pl_module).__name__} (no repeated unit, recurrent layer, activation "

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-__all__ = ["OUTPUT", "candidate_blocks", "resolve_blocks"]
+__all__ = ["OUTPUT", "candidate_blocks", "named_modules", "resolve_blocks"]
 
 OUTPUT = "output"
 """Name of the model's final output, the last block (relative depth 1)."""
@@ -39,6 +39,23 @@ _ACTIVATIONS = (
     nn.Softplus,
 )
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+_COMPILED = re.compile(r"(^|\.)_orig_mod(?=\.|$)")
+
+
+def named_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """``model.named_modules()`` under the names the user wrote, in order.
+
+    ``torch.compile`` wraps a module in an ``OptimizedModule`` holding it as ``_orig_mod``: the
+    compiled module's blocks would read ``net._orig_mod.1``. Here they read ``net.1``, the name
+    stands for the original module (not its wrapper), and the hooks fire inside the compiled
+    forward as in the eager one.
+    """
+    modules: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        modules[_COMPILED.sub("", name).lstrip(".")] = module  # the inner module wins
+    return modules
 
 
 def _has_own_layers(module: nn.Module) -> bool:
@@ -65,7 +82,7 @@ def _units(model: nn.Module) -> list[str]:
     count: a LightningModule's EMA copy, a distillation teacher or a BYOL target network is its
     network a second time, as an attribute, and their blocks are the units, not the networks.
     """
-    modules = dict(model.named_modules())
+    modules = named_modules(model)
 
     def listed(name: str) -> bool:
         return isinstance(modules[name.rpartition(".")[0]], _CONTAINERS)
@@ -115,7 +132,7 @@ def candidate_blocks(model: nn.Module) -> list[str]:
     hidden block. Modules that the forward pass never calls (a head used only in training mode)
     are dropped when measured.
     """
-    modules = [(name, module) for name, module in model.named_modules() if name]
+    modules = [(name, module) for name, module in named_modules(model).items() if name]
     units = _units(model)
 
     def outside_units(name: str) -> bool:
@@ -144,7 +161,8 @@ def resolve_blocks(
             )
         return candidate_blocks(model)
     if callable(blocks):
-        by_module = {m: n for n, m in model.named_modules()}
+        # a compiled module's wrapper and the module it wraps go by the same name
+        by_module = {m: _COMPILED.sub("", n).lstrip(".") for n, m in model.named_modules()}
         names = []
         for item in blocks(model):
             if isinstance(item, nn.Module):
@@ -164,7 +182,7 @@ def resolve_blocks(
             f"block name(s) {repeated} given more than once: list each block once (a module "
             "called several times per forward pass is measured at each call anyway)"
         )
-    available = dict(model.named_modules())
+    available = named_modules(model)
     unknown = [n for n in names if n != OUTPUT and n not in available]
     if unknown:
         sample = ", ".join(repr(n) for n in list(available)[1:13])

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from topo_monitor.probing.blocks import OUTPUT
+from topo_monitor.probing.blocks import OUTPUT, named_modules
 
 __all__ = [
     "BlockRecorder",
@@ -124,6 +124,9 @@ class BlockRecorder:
         self._calls.clear()
 
     def _hook(self, name: str) -> Callable[[nn.Module, object, object], None]:
+        # Inside a torch.compile'd forward the hook runs eagerly: dynamo would otherwise trace
+        # the reduction (and break its graph there, with a warning per block).
+        @torch.compiler.disable
         def hook(module: nn.Module, args: object, output: object) -> None:
             self._calls[name] += 1
             key = name if self._calls[name] == 1 else f"{name}#{self._calls[name]}"
@@ -145,7 +148,7 @@ class BlockRecorder:
         return hook
 
     def __enter__(self) -> BlockRecorder:
-        modules = dict(self.model.named_modules())
+        modules = named_modules(self.model)
         for name in self.names:
             self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -61,7 +63,10 @@ def loader(dataset: TensorDataset, shuffle: bool = True) -> DataLoader:
 
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A CPU Trainer without progress bars; its files go to a fresh temporary folder unless
+    ``default_root_dir`` says where (never into the working directory)."""
     defaults = dict(
+        default_root_dir=tempfile.mkdtemp(prefix="topo-monitor-test-"),
         accelerator="cpu",
         devices=1,
         max_epochs=2,

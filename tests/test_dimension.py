@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from topo_monitor.tda import dimension, mst
 from topo_monitor.tda.dimension import default_sizes, ph_dimension, ph_dimensions
 from topo_monitor.tda.persistence import h0_death_times
 
@@ -98,10 +99,74 @@ def test_bad_arguments_raise(rng):
         ph_dimension(np.full((50, 2), np.nan))
 
 
+@pytest.fixture
+def matrices(monkeypatch):
+    """Bytes of every dense squared-distance matrix PHdim builds: the clouds' stacked matrices,
+    and the matrices on which the trees of subsamples too large for those are searched."""
+    sizes: list[int] = []
+    stacked = dimension.stacked_squared_distances
+    prim = mst.prim_mst
+
+    def stacked_spy(*args, **kwargs):
+        out = stacked(*args, **kwargs)
+        sizes.append(out.numel() * out.element_size())
+        return out
+
+    def prim_spy(D2):
+        sizes.append(D2.numel() * D2.element_size())
+        return prim(D2)
+
+    monkeypatch.setattr(dimension, "stacked_squared_distances", stacked_spy)
+    monkeypatch.setattr(mst, "prim_mst", prim_spy)
+    return sizes
+
+
+def test_a_cloud_over_the_memory_bound_gives_the_same_fit(rng, monkeypatch, matrices):
+    # 400 points with room for a 200-point matrix: the whole cloud and its larger subsamples are
+    # searched from their points, the smaller ones on their own matrices; none over the bound.
+    X = torch.from_numpy(embedded_cube(rng, 400, 3))
+    free = ph_dimension(X, generator=4)
+    bound = 200 * 200 * 8
+    monkeypatch.setattr(mst, "DENSE_BYTES", bound)
+    matrices.clear()
+    bounded = ph_dimension(X, generator=4)
+    assert matrices and max(matrices) <= bound
+    np.testing.assert_allclose(bounded.energies, free.energies, rtol=1e-10)
+    assert bounded.value == pytest.approx(free.value, rel=1e-9)
+
+
+def test_a_cloud_over_the_chunk_bound_takes_its_subsamples_from_its_points(rng, monkeypatch):
+    # Cutting sub-matrices out of a large cloud's matrix needs intermediates beyond the chunk
+    # bound: such a cloud (here over a lowered bound) gets trees from its subsamples' points,
+    # several subsamples per batched run, with the same energies.
+    clouds = [embedded_cube(rng, n, 2) for n in (300, 100)]
+    free = ph_dimensions(clouds, generator=8)
+    monkeypatch.setattr(mst, "CHUNK_ELEMENTS", 200 * 200)
+    assert not dimension._gathered(300, 8) and dimension._gathered(100, 8)
+    bounded = ph_dimensions(clouds, generator=8)
+    for a, b in zip(free, bounded, strict=True):
+        np.testing.assert_allclose(b.energies, a.energies, rtol=1e-10)
+
+
+def test_clouds_are_stacked_within_the_memory_bound(rng, monkeypatch, matrices):
+    # Three clouds that fit together without a bound; with one, two stacks, the same fits.
+    clouds = [embedded_cube(rng, n, 2).astype(np.float32) for n in (150, 120, 90)]
+    free = ph_dimensions(clouds, generator=6)
+    bound = 2 * 150 * 150 * 4
+    monkeypatch.setattr(mst, "DENSE_BYTES", bound)
+    matrices.clear()
+    bounded = ph_dimensions(clouds, generator=6)
+    assert max(matrices) <= bound
+    for a, b in zip(free, bounded, strict=True):
+        np.testing.assert_allclose(b.energies, a.energies, rtol=1e-6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_phdim_on_cuda_matches_cpu(rng):
-    clouds = [torch.from_numpy(embedded_cube(rng, n, 3)).float() for n in (150, 120)]
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_phdim_on_cuda_matches_cpu(rng, dtype):
+    clouds = [torch.from_numpy(embedded_cube(rng, n, 3)).to(dtype) for n in (150, 120)]
     cpu = ph_dimensions(clouds, generator=2)
     cuda = ph_dimensions([c.cuda() for c in clouds], generator=2)
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
     for a, b in zip(cpu, cuda, strict=True):
-        np.testing.assert_allclose(b.energies, a.energies, rtol=1e-5)
+        np.testing.assert_allclose(b.energies, a.energies, rtol=rtol)

@@ -59,11 +59,14 @@ def test_h0_accepts_tensors_and_keeps_device(rng):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_h0_on_cuda_matches_cpu(rng):
-    X = torch.from_numpy(rng.normal(size=(300, 32)).astype(np.float32))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_h0_on_cuda_matches_cpu(rng, dtype):
+    # Both search in float32 and measure in float64: the same deaths, to the output's rounding.
+    X = torch.from_numpy(rng.normal(size=(300, 32))).to(dtype)
     out = h0_death_times(X.cuda())
-    assert out.is_cuda
-    np.testing.assert_allclose(out.cpu().numpy(), h0_death_times(X).numpy(), rtol=1e-6)
+    assert out.is_cuda and out.dtype == dtype
+    rtol = 1e-6 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(out.cpu().numpy(), h0_death_times(X).numpy(), rtol=rtol)
 
 
 @pytest.mark.parametrize("parents", [True, False])

@@ -53,8 +53,9 @@ def training_probe(
     seed: int,
     unpack: Callable[[Any], tuple[Any, Any]],
     per_class: bool = True,
+    pad_value: int | float = 0,
 ) -> ProbeSet:
     """Drawn from ``source``, or else from the dataset of the trainer's training dataloader."""
     if source is None:
         source = loader_dataset(trainer.train_dataloader)
-    return ProbeSet.from_dataset(source, samples_per_class, seed, unpack, per_class)
+    return ProbeSet.from_dataset(source, samples_per_class, seed, unpack, per_class, pad_value)

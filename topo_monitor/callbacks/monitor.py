@@ -47,6 +47,8 @@ _OWN_OPTIONS = (
     "unpack",
     "forward",
     "figures_every_n_epochs",
+    "name",
+    "pad_value",
 )
 
 
@@ -146,8 +148,13 @@ class TopologyMonitor(*CALLBACK_BASES):
         ``item -> (input, label)`` for dataset items that are not ``(x, y, ...)`` tuples or dicts
         with usual keys (see :func:`topo_monitor.probing.default_unpack`).
     forward : callable, optional
-        ``(model, inputs) -> output``; default ``model(inputs)``. For models taking keyword
-        inputs, e.g. ``lambda m, batch: m(**batch)``.
+        ``(model, inputs) -> output``; default ``model(**inputs)`` when dataset items are
+        mappings (``{"input_ids", "attention_mask", "labels"}``: every field but the label is
+        kept), else ``model(inputs)``. Sequence outputs are reduced over the positions the
+        ``attention_mask`` marks 1.
+    pad_value : int or float, default 0
+        The tokenizer's pad id: token sequences of different lengths in the probe are padded
+        with it (the attention mask 0 there).
     figures_every_n_epochs : int or None, default 10
         Draw the figures every n-th check (monitored epoch, or step with
         ``every_n_train_steps``) and after the last one; None: never. They go
@@ -187,6 +194,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         forward: Callable[[nn.Module, Any], Any] | None = None,
         figures_every_n_epochs: int | None = 10,
         name: str | None = None,
+        pad_value: int | float = 0,
         **summary_options: Any,
     ) -> None:
         super().__init__()
@@ -245,6 +253,7 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.channel_dim = channel_dim
         self.unpack = unpack or default_unpack
         self.forward = forward
+        self.pad_value = pad_value
         self.figures_every_n_epochs = figures_every_n_epochs
         self._probe_source = probe
         self.probe = given_probe(probe)
@@ -353,6 +362,7 @@ class TopologyMonitor(*CALLBACK_BASES):
                     self.seed,
                     self.unpack,
                     self.config.per_class,
+                    self.pad_value,
                 )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

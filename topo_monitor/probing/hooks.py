@@ -188,6 +188,7 @@ def collect_clouds(
     hooked: Iterable[str],
     reduce: Callable[[str, torch.Tensor], torch.Tensor],
     forward: Callable[[nn.Module, Any], Any] | None = None,
+    on_batch: Callable[[Any], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Run batches through the model and gather every hooked block's reduced outputs.
 
@@ -201,7 +202,11 @@ def collect_clouds(
         ``k`` points per input, consecutive (see :class:`~topo_monitor.probing.reduction.Reducer`,
         which also records ``k`` per block); 1 for the model output.
     forward : callable ``(model, inputs) -> output``, optional
-        Default ``model(inputs)``.
+        Default ``model(**inputs)`` for a mapping of inputs (HuggingFace's convention), else
+        ``model(inputs)``.
+    on_batch : callable ``(batch) -> None``, optional
+        Called with each batch (on the model's device) before its forward pass, e.g. the
+        reducer's :meth:`~topo_monitor.probing.reduction.Reducer.see_batch`.
 
     Returns
     -------
@@ -217,7 +222,11 @@ def collect_clouds(
         for batch in batches:
             recorder.next_batch()
             batch = move_to_device(batch, device)
-            result = forward(model, batch) if forward is not None else model(batch)
+            if on_batch is not None:
+                on_batch(batch)
+            result = (
+                forward(model, batch) if forward is not None else _default_forward(model, batch)
+            )
             tensor = model_scores(result, type(model).__name__)
             if tensor is None:
                 raise ValueError(
@@ -228,6 +237,10 @@ def collect_clouds(
     clouds = {name: torch.cat(parts) for name, parts in recorder.outputs.items()}
     clouds[OUTPUT] = torch.cat(outputs)
     return clouds, recorder.skipped
+
+
+def _default_forward(model: nn.Module, batch: Any) -> Any:
+    return model(**batch) if isinstance(batch, Mapping) else model(batch)
 
 
 @contextmanager

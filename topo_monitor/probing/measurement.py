@@ -89,17 +89,19 @@ def as_probe(
     seed: int = 0,
     unpack: Callable[[Any], tuple[Any, Any]] | None = None,
     per_class: bool = True,
+    pad_value: int | float = 0,
 ) -> ProbeSet:
     """A :class:`ProbeSet` from what a user may pass: itself, ``(inputs, labels)`` tensors, or a
     ``Dataset`` to draw ``samples_per_class`` items per class from (with the private ``seed``;
-    ``per_class=False`` accepts targets that are not class ids)."""
+    ``per_class=False`` accepts targets that are not class ids, or none; ``pad_value`` pads
+    token sequences of mapping items)."""
     if isinstance(probe, ProbeSet):
         return probe
     if isinstance(probe, tuple) and len(probe) == 2:
         return ProbeSet.from_tensors(*probe)
     if isinstance(probe, Dataset):
         return ProbeSet.from_dataset(
-            probe, samples_per_class, seed, unpack or default_unpack, per_class
+            probe, samples_per_class, seed, unpack or default_unpack, per_class, pad_value
         )
     raise ValueError(
         "probe must be a ProbeSet, an (inputs, labels) tuple of tensors or a Dataset, "
@@ -136,6 +138,7 @@ def measure(
     step: int | None = None,
     previous: TopologyRecord | None = None,
     sharding: ProbeSharding | None = None,
+    pad_value: int | float = 0,
     **summary_options: Any,
 ) -> TopologyRecord | None:
     """Measure the topology of every block of ``model`` on a probe set.
@@ -170,9 +173,16 @@ def measure(
         Seeds the private generators of the PHdim and H1 subsamples (and of a probe draw, and of
         the random positions of the spatial reductions: the same every epoch).
     forward : callable ``(model, inputs) -> output``, optional
-        Default ``model(inputs)``; e.g. ``lambda m, batch: m(**batch)``.
+        Default ``model(**inputs)`` when the inputs are a mapping (``{"input_ids",
+        "attention_mask"}``: HuggingFace's convention), else ``model(inputs)``. With an
+        ``attention_mask`` among the inputs, sequence outputs ``(B, T, C)`` are reduced over
+        the positions it marks 1 (pads never enter a cloud).
     batch_size : int
         Probe inputs per forward pass.
+    pad_value : int or float
+        Pads the token sequences of mapping items drawn from a ``Dataset`` to one length (the
+        tokenizer's pad id; the attention mask is 0 there), see
+        :func:`~topo_monitor.probing.probe.collate_inputs`.
     channel_dim : None, 1 or -1
         Channel dimension of 3-D outputs (see :class:`~topo_monitor.probing.reduction.Reducer`).
     config : SummaryConfig, optional
@@ -206,7 +216,7 @@ def measure(
     """
     config = summary_config(config, summary_options)
     check_probing_options(reduction, seed, batch_size, channel_dim)
-    probe = as_probe(probe, samples_per_class, seed, unpack, config.per_class)
+    probe = as_probe(probe, samples_per_class, seed, unpack, config.per_class, pad_value)
     hooked = resolve_blocks(model, blocks)
     timings = {"reduction": 0.0}
     part = probe if sharding is None else probe.shard(sharding.rank, sharding.world_size)
@@ -231,7 +241,9 @@ def measure(
     start = time.perf_counter()
     same_model = nullcontext() if sharding is None else sharding.rank_zero_buffers(model)
     with preserved_state(model), same_model:
-        clouds, skipped = collect_clouds(model, part.batches(batch_size), hooked, reduce, forward)
+        clouds, skipped = collect_clouds(
+            model, part.batches(batch_size), hooked, reduce, forward, reducer.see_batch
+        )
     timings["forward"] = time.perf_counter() - start - timings["reduction"]
     if sharding is not None:
         start = time.perf_counter()

@@ -15,34 +15,93 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 
-__all__ = ["ProbeSet", "class_ids", "dataset_labels", "default_unpack", "loader_dataset"]
+__all__ = [
+    "MASK_KEY",
+    "ProbeSet",
+    "class_ids",
+    "collate_inputs",
+    "dataset_labels",
+    "default_unpack",
+    "loader_dataset",
+]
 
-_INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_ids")
+_SINGLE_INPUT_KEYS = ("input", "inputs", "x", "image", "images")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
+
+MASK_KEY = "attention_mask"
+"""The field of mapping inputs that marks valid positions (1) and pads (0), as HuggingFace's."""
 
 
 def default_unpack(item: Any) -> tuple[Any, Any]:
     """Split one dataset item into (input, label).
 
-    ``(x, y, ...)`` tuples and lists give ``x, y``; dicts use the first key found among
-    ``input, inputs, x, image, images, pixel_values, input_ids`` and
-    ``label, labels, y, target, targets``. For any other format pass ``unpack=`` a function of
-    your own, e.g. ``lambda item: (item["features"], item["class_id"])``.
+    ``(x, y, ...)`` tuples and lists give ``x, y``. A mapping gives its label (the first of
+    ``label, labels, y, target, targets``; None when it has none) and every other field but
+    text (raw strings, ids) as the input: a dict such as ``{"input_ids", "attention_mask"}``
+    that the model takes as keywords (``model(**fields)``, HuggingFace's convention), or the
+    tensor itself when the one other field is ``input``, ``inputs``, ``x``, ``image`` or
+    ``images`` (``model(x)``). For any other
+    format pass ``unpack=`` a function of your own, e.g.
+    ``lambda item: (item["features"], item["class_id"])``.
     """
     if isinstance(item, (tuple, list)) and len(item) >= 2:
         return item[0], item[1]
     if isinstance(item, Mapping):
-        x_key = next((k for k in _INPUT_KEYS if k in item), None)
         y_key = next((k for k in _LABEL_KEYS if k in item), None)
-        if x_key is not None and y_key is not None:
-            return item[x_key], item[y_key]
+        fields = {k: v for k, v in item.items() if k != y_key and not _is_text(v)}
+        if fields:
+            (only,) = fields if len(fields) == 1 else (None,)
+            x = fields[only] if only in _SINGLE_INPUT_KEYS else fields
+            return x, None if y_key is None else item[y_key]
     raise ValueError(
         f"cannot find (input, label) in a dataset item of type {type(item).__name__}: give "
         "TopologyMonitor(unpack=...) a function that returns (input, label) for one item"
     )
 
 
+def _is_text(value: Any) -> bool:
+    """Strings (an item's raw text, its id) are not model inputs: tokenized fields are."""
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    return isinstance(value, (str, bytes))
+
+
+def collate_inputs(inputs: Sequence[Any], pad_value: int | float = 0) -> Any:
+    """Stack the inputs of several items into one batch.
+
+    Mappings of sequences of different lengths (tokenized text) are padded at the end to the
+    longest, with ``pad_value`` (the tokenizer's pad id) in every field but :data:`MASK_KEY`,
+    which gets 0 there; when the items have no mask and padding was needed, one is added (1 on
+    the tokens, 0 on the pads), so that pads never count as positions. Anything else goes
+    through ``torch.utils.data.default_collate``.
+    """
+    if not inputs or not all(isinstance(x, Mapping) for x in inputs):
+        return default_collate(list(inputs))
+    keys = list(inputs[0])
+    values = {k: [torch.as_tensor(x[k]) for x in inputs] for k in keys}
+    lengths = {t.shape[-1] if t.dim() else 0 for ts in values.values() for t in ts}
+    if len(lengths) <= 1:
+        return default_collate(list(inputs))
+    longest = max(lengths)
+    batch = {}
+    for key, tensors in values.items():
+        fill = 0 if key == MASK_KEY else pad_value
+        batch[key] = torch.stack(
+            [torch.nn.functional.pad(t, (0, longest - t.shape[-1]), value=fill) for t in tensors]
+        )
+    if MASK_KEY not in batch:
+        first = values[keys[0]]
+        batch[MASK_KEY] = torch.stack([(torch.arange(longest) < t.shape[-1]).long() for t in first])
+    return batch
+
+
 def _as_target(y: Any) -> Any:
+    if y is None:
+        raise ValueError(
+            "a dataset item has no label (no key among label, labels, y, target, targets): give "
+            "TopologyMonitor(unpack=...) a function that returns (input, label) for one item, "
+            "or per_class=False to measure the probe as one cloud"
+        )
     if isinstance(y, torch.Tensor):
         if y.numel() != 1:
             raise ValueError(
@@ -153,21 +212,29 @@ class ProbeSet:
         seed: int = 0,
         unpack: Callable[[Any], tuple[Any, Any]] = default_unpack,
         per_class: bool = True,
+        pad_value: int | float = 0,
     ) -> ProbeSet:
         """Draw ``samples_per_class`` items per class (all of a smaller class, with a warning).
 
-        Targets that are not integer class ids (regression, soft labels) are an error, unless
-        ``per_class=False``: then ``samples_per_class`` items are drawn in all, as one group.
+        Targets that are not integer class ids (regression, soft labels, token sequences) or no
+        targets at all are an error, unless ``per_class=False``: then ``samples_per_class`` items
+        are drawn in all, as one group. Mapping items are collated with :func:`collate_inputs`
+        (``pad_value`` pads token sequences).
         """
-        targets = dataset_labels(dataset, unpack)
-        if len(targets) == 0:
+        if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError("cannot draw a probe set from an empty dataset")
-        labels = class_ids(targets)
+        try:
+            targets = dataset_labels(dataset, unpack)
+        except ValueError:  # items without a (class) label
+            if per_class:
+                raise
+            targets = None
+        labels = None if targets is None else class_ids(targets)
         classified = labels is not None
         if labels is None:
             if per_class:
                 raise _not_class_ids(targets)
-            labels = np.zeros(len(targets), dtype=np.int64)
+            labels = np.zeros(len(dataset), dtype=np.int64)  # type: ignore[arg-type]
         rng = np.random.default_rng(seed)
         chosen, short = [], []
         for c in np.unique(labels):
@@ -188,7 +255,7 @@ class ProbeSet:
             )
         indices = np.concatenate(chosen)
         items = [unpack(dataset[int(i)]) for i in indices]
-        inputs = default_collate([x for x, _ in items])
+        inputs = collate_inputs([x for x, _ in items], pad_value)
         return cls(inputs, torch.as_tensor(labels[indices]), indices, classified)
 
     def batches(self, batch_size: int) -> Iterator[Any]:

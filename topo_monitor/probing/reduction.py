@@ -8,10 +8,14 @@ all of them or a few per input. Every point stands for its input: it carries the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from topo_monitor._validation import check, is_positive_int
 from topo_monitor.probing.blocks import OUTPUT
+from topo_monitor.probing.probe import MASK_KEY
 
 __all__ = [
     "MAX_POINTS",
@@ -133,6 +137,13 @@ class Reducer:
         self.points_per_input: dict[str, int] = {}
         self._next_input: dict[str, int] = {}
         self._drawn: dict[int, tuple[torch.Generator, torch.Tensor]] = {}
+        self._mask: torch.Tensor | None = None
+
+    def see_batch(self, batch: Any) -> None:
+        """Take the valid positions of the batch about to go through the model: its
+        ``attention_mask`` when it is a mapping of model inputs (HuggingFace's convention)."""
+        mask = batch.get(MASK_KEY) if isinstance(batch, Mapping) else None
+        self._mask = None if mask is None else torch.as_tensor(mask).bool()
 
     def __call__(self, name: str, output: torch.Tensor) -> torch.Tensor:
         """The points of one batch of block ``name``'s outputs.
@@ -143,20 +154,25 @@ class Reducer:
             ``(B, C)`` dense, ``(B, C, H, W)`` (or any ``(B, C, *spatial)``) convolutional, or
             ``(B, T, C)`` sequence output. A nested tensor of ``B`` sequences of different
             lengths (what ``nn.TransformerEncoder`` layers emit given ``src_key_padding_mask``)
-            is reduced sequence by sequence, over its own, valid positions.
+            is reduced sequence by sequence, over its own, valid positions; so is a ``(B, T, C)``
+            output of a batch whose ``attention_mask`` (see :meth:`see_batch`) marks pads.
 
         Returns
         -------
         torch.Tensor, shape (B * k, C), or (B, prod(...)) for ``flatten``
             A new float32 tensor (never a view of ``output``), on ``output``'s device.
         """
-        if output.is_nested:  # padded sequences (a TransformerEncoder given a padding mask)
+        if output.is_nested or self._masks_positions_of(output):
+            # sequences of different lengths: a nested tensor (a TransformerEncoder given a
+            # padding mask), or a padded batch whose attention mask marks the pads
             check(
                 self.reduction != "flatten",
-                "its output holds sequences of different lengths (a nested tensor): "
-                'reduction="flatten" needs one length; use "gap" or "top_l2"',
+                "its output holds sequences of different lengths (a nested tensor, or pads "
+                'marked by the attention mask): reduction="flatten" needs one length; use '
+                '"gap" or "top_l2"',
             )
-            return torch.cat([self(name, t.unsqueeze(0)) for t in output.unbind()])
+            sequences = output.unbind() if output.is_nested else self._valid_positions(output)
+            return torch.cat([self(name, t.unsqueeze(0)) for t in sequences])
         x = output.detach()
         check(x.dim() >= 2, f"expected an output of shape (batch, ...), got shape {tuple(x.shape)}")
         x = x.float()
@@ -183,6 +199,22 @@ class Reducer:
         else:
             chosen = self._random_positions(P, k, start, start + B).to(x.device)
         return torch.take_along_dim(points, chosen[..., None], dim=1).reshape(B * k, C)
+
+    def _masks_positions_of(self, output: torch.Tensor) -> bool:
+        """Whether the batch's mask marks pads among the positions of this ``(B, T, C)`` output
+        (a sequence output whose batch and length are the mask's)."""
+        mask = self._mask
+        return (
+            mask is not None
+            and output.dim() == 3
+            and self.channel_dim in (None, -1, 2)
+            and tuple(output.shape[:2]) == tuple(mask.shape)
+            and not bool(mask.all())
+        )
+
+    def _valid_positions(self, output: torch.Tensor) -> list[torch.Tensor]:
+        mask = self._mask.to(output.device)  # type: ignore[union-attr]
+        return [sequence[valid] for sequence, valid in zip(output, mask, strict=True)]
 
     def _keep(self, name: str, k: int) -> None:
         """Record block ``name``'s points per input; its clouds' rows must not change stride."""

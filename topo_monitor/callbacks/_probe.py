@@ -63,15 +63,20 @@ def training_probe(
     unpack: Callable[[Any], tuple[Any, Any]],
     per_class: bool = True,
     pad_value: int | float = 0,
+    max_inputs: int | None = None,
 ) -> ProbeSet:
     """Drawn from ``source``, or else from the dataset of the trainer's training dataloader; from
     the first batches of that loader when its data are a stream (an ``IterableDataset``)."""
     if source is None:
         loader = trainer.train_dataloader
         if isinstance(getattr(_first(loader), "dataset", None), IterableDataset):
-            return stream_probe(_first(loader), samples_per_class, unpack, per_class, pad_value)
+            return stream_probe(
+                _first(loader), samples_per_class, unpack, per_class, pad_value, max_inputs
+            )
         source = loader_dataset(loader)
-    return ProbeSet.from_dataset(source, samples_per_class, seed, unpack, per_class, pad_value)
+    return ProbeSet.from_dataset(
+        source, samples_per_class, seed, unpack, per_class, pad_value, max_inputs
+    )
 
 
 def _first(loader: Any) -> Any:
@@ -89,6 +94,7 @@ def stream_probe(
     unpack: Callable[[Any], tuple[Any, Any]],
     per_class: bool = True,
     pad_value: int | float = 0,
+    max_inputs: int | None = None,
 ) -> ProbeSet:
     """A probe from the first batches of a stream: the first ``samples_per_class`` items of each
     class (of all, with ``per_class=False``), as class-balanced as the stream allows.
@@ -118,6 +124,7 @@ def stream_probe(
                     taken[group] = taken.get(group, 0) + 1
                     rows.append((_row(inputs, i), label))
             full = all(count >= samples_per_class for count in taken.values())
+            full = full or (max_inputs is not None and len(rows) >= max_inputs)
             if full or read >= STREAM_READ_FACTOR * samples_per_class * max(len(taken), 1):
                 break
     if not rows:
@@ -129,6 +136,7 @@ def stream_probe(
         if short:
             kept += f"; classes {short[:10]} have fewer than {samples_per_class}"
     rank_zero_info(f"TopologyMonitor: probe drawn from the training stream: {kept}")
+    rows = rows[:max_inputs]
     labels = torch.tensor([label for _, label in rows])
     return ProbeSet(collate_inputs([x for x, _ in rows], pad_value), labels, None, classified)
 

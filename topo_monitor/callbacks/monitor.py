@@ -24,7 +24,14 @@ from topo_monitor._validation import check, is_positive_int
 from topo_monitor.callbacks._probe import given_probe, probe_fingerprint, training_probe
 from topo_monitor.probing.blocks import OUTPUT, named_modules, resolve_blocks
 from topo_monitor.probing.config import SummaryConfig, summary_config
-from topo_monitor.probing.measurement import BlocksSpec, ProbeSharding, check_probing_options
+from topo_monitor.probing.measurement import (
+    MAX_CLOUD_BYTES,
+    BlocksSpec,
+    ProbeSharding,
+    check_cloud_bytes,
+    check_probing_options,
+    cloud_bytes_per_input,
+)
 from topo_monitor.probing.measurement import measure as measure_model
 from topo_monitor.probing.metrics import metric_names, network_names
 from topo_monitor.probing.probe import ProbeSet, default_unpack
@@ -32,7 +39,10 @@ from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.reporting.keys import PREFIX, record_scalars
 from topo_monitor.reporting.writer import TopologyWriter
 
-__all__ = ["TopologyMonitor"]
+__all__ = ["MAX_PROBE_INPUTS", "TopologyMonitor"]
+
+MAX_PROBE_INPUTS = 3000
+"""Default probe budget of the monitor: the default probe of 10 classes × 300 inputs."""
 
 _OWN_OPTIONS = (
     "blocks",
@@ -49,6 +59,8 @@ _OWN_OPTIONS = (
     "figures_every_n_epochs",
     "name",
     "pad_value",
+    "max_cloud_bytes",
+    "max_probe_inputs",
 )
 
 
@@ -155,6 +167,16 @@ class TopologyMonitor(*CALLBACK_BASES):
     pad_value : int or float, default 0
         The tokenizer's pad id: token sequences of different lengths in the probe are padded
         with it (the attention mask 0 there).
+    max_probe_inputs : int or None, default 3000
+        The probe's size budget (the default probe of 10 classes × 300): with more classes
+        (1000 classes would give 300,000 inputs at the default ``samples_per_class``), classes
+        are drawn at random with ``seed`` until the next would exceed it, with one warning;
+        every record's ``classes`` lists those drawn. None: no budget.
+    max_cloud_bytes : int or None, default 2 GiB
+        Budget for the clouds of one measurement, projected from the probe's first batch at fit
+        start: over it, ``fit`` stops there with a ValueError naming the block, its size per
+        input and the options that fit (``reduction="gap"``, fewer inputs), never a run killed
+        by the operating system. None: no budget.
     figures_every_n_epochs : int or None, default 10
         Draw the figures every n-th check (monitored epoch, or step with
         ``every_n_train_steps``) and after the last one; None: never. They go
@@ -195,6 +217,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         figures_every_n_epochs: int | None = 10,
         name: str | None = None,
         pad_value: int | float = 0,
+        max_cloud_bytes: int | None = MAX_CLOUD_BYTES,
+        max_probe_inputs: int | None = MAX_PROBE_INPUTS,
         **summary_options: Any,
     ) -> None:
         super().__init__()
@@ -254,6 +278,8 @@ class TopologyMonitor(*CALLBACK_BASES):
         self.unpack = unpack or default_unpack
         self.forward = forward
         self.pad_value = pad_value
+        self.max_cloud_bytes = max_cloud_bytes
+        self.max_probe_inputs = max_probe_inputs
         self.figures_every_n_epochs = figures_every_n_epochs
         self._probe_source = probe
         self.probe = given_probe(probe)
@@ -283,6 +309,7 @@ class TopologyMonitor(*CALLBACK_BASES):
             "batch_size": self.batch_size,
             "channel_dim": self.channel_dim,
             "config": self.config,
+            "max_cloud_bytes": self.max_cloud_bytes,
         }
 
     @property
@@ -363,7 +390,20 @@ class TopologyMonitor(*CALLBACK_BASES):
                     self.unpack,
                     self.config.per_class,
                     self.pad_value,
+                    self.max_probe_inputs,
                 )
+        if self.max_cloud_bytes is not None:  # now, not a killed run at the first check
+            per_input = cloud_bytes_per_input(
+                pl_module,
+                self.probe,
+                blocks=self.blocks,
+                reduction=self.reduction,
+                channel_dim=self.channel_dim,
+                batch_size=self.batch_size,
+                forward=self.forward,
+                seed=self.seed,
+            )
+            check_cloud_bytes(per_input, len(self.probe), self.max_cloud_bytes)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Checkpointing (and early stopping after validation) read their metrics here, before

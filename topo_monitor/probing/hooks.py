@@ -189,6 +189,7 @@ def collect_clouds(
     reduce: Callable[[str, torch.Tensor], torch.Tensor],
     forward: Callable[[nn.Module, Any], Any] | None = None,
     on_batch: Callable[[Any], None] | None = None,
+    after_first_batch: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Run batches through the model and gather every hooked block's reduced outputs.
 
@@ -207,6 +208,9 @@ def collect_clouds(
     on_batch : callable ``(batch) -> None``, optional
         Called with each batch (on the model's device) before its forward pass, e.g. the
         reducer's :meth:`~topo_monitor.probing.reduction.Reducer.see_batch`.
+    after_first_batch : callable ``(bytes per input of every block) -> None``, optional
+        Called once the first batch is reduced, before any other is: it may stop a pass whose
+        clouds would not fit in memory (by raising).
 
     Returns
     -------
@@ -234,9 +238,17 @@ def collect_clouds(
                     "forward=... to select the output"
                 )
             outputs.append(reduce(OUTPUT, tensor))
+            if after_first_batch is not None and len(outputs) == 1:
+                inputs = len(outputs[0])
+                sizes = {name: _bytes(parts) / inputs for name, parts in recorder.outputs.items()}
+                after_first_batch({**sizes, OUTPUT: _bytes(outputs) / inputs})
     clouds = {name: torch.cat(parts) for name, parts in recorder.outputs.items()}
     clouds[OUTPUT] = torch.cat(outputs)
     return clouds, recorder.skipped
+
+
+def _bytes(tensors: Iterable[torch.Tensor]) -> float:
+    return float(sum(t.numel() * t.element_size() for t in tensors))
 
 
 def _default_forward(model: nn.Module, batch: Any) -> Any:

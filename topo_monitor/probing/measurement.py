@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,40 @@ from topo_monitor.probing.record import TopologyRecord
 from topo_monitor.probing.reduction import REDUCTIONS, Reducer
 from topo_monitor.probing.summary import summarize
 
-__all__ = ["BlocksSpec", "ProbeLike", "ProbeSharding", "as_probe", "measure"]
+__all__ = [
+    "MAX_CLOUD_BYTES",
+    "BlocksSpec",
+    "ProbeLike",
+    "ProbeSharding",
+    "as_probe",
+    "check_cloud_bytes",
+    "measure",
+]
+
+MAX_CLOUD_BYTES = 2 * 2**30
+"""Default budget for the reduced clouds of one measurement (2 GiB): a ResNet-18 probe of 1000
+images at 224x224 with ``reduction="flatten"`` needs 18.8 GB; beside a training run, a monitor
+must stop with a clear error before it lets the operating system kill the run."""
+
+
+def check_cloud_bytes(per_input: Mapping[str, float], inputs: int, budget: int | None) -> None:
+    """Raise a ValueError when the clouds of ``inputs`` probe inputs, at ``per_input`` bytes
+    each per block, would exceed ``budget``, naming the largest block and what would fit."""
+    if budget is None:
+        return
+    total = sum(per_input.values()) * inputs
+    if total <= budget:
+        return
+    block, largest = max(per_input.items(), key=lambda item: item[1])
+    fitting = int(budget // max(sum(per_input.values()), 1.0))
+    raise ValueError(
+        f"topo_monitor: the clouds of {inputs} probe inputs would take {total / 1e9:.2f} GB, over "
+        f"max_cloud_bytes={budget / 1e9:.2f} GB: block {block!r} alone keeps "
+        f'{largest / 1e3:.1f} kB per input. What fits: reduction="gap" (one channel vector '
+        f'per input) or "spatial_random" (a few), or at most {fitting} probe inputs '
+        "(samples_per_class, max_probe_inputs), or fewer blocks; or raise max_cloud_bytes"
+    )
+
 
 BlocksSpec = str | Sequence[str] | Callable[[nn.Module], Iterable[str | nn.Module]]
 ProbeLike = ProbeSet | tuple[torch.Tensor, Any] | Dataset
@@ -90,6 +123,7 @@ def as_probe(
     unpack: Callable[[Any], tuple[Any, Any]] | None = None,
     per_class: bool = True,
     pad_value: int | float = 0,
+    max_inputs: int | None = None,
 ) -> ProbeSet:
     """A :class:`ProbeSet` from what a user may pass: itself, ``(inputs, labels)`` tensors, or a
     ``Dataset`` to draw ``samples_per_class`` items per class from (with the private ``seed``;
@@ -101,12 +135,47 @@ def as_probe(
         return ProbeSet.from_tensors(*probe)
     if isinstance(probe, Dataset):
         return ProbeSet.from_dataset(
-            probe, samples_per_class, seed, unpack or default_unpack, per_class, pad_value
+            probe,
+            samples_per_class,
+            seed,
+            unpack or default_unpack,
+            per_class,
+            pad_value,
+            max_inputs,
         )
     raise ValueError(
         "probe must be a ProbeSet, an (inputs, labels) tuple of tensors or a Dataset, "
         f"got {type(probe).__name__}"
     )
+
+
+def cloud_bytes_per_input(
+    model: nn.Module,
+    probe: ProbeSet,
+    *,
+    blocks: BlocksSpec = "auto",
+    reduction: str = "gap",
+    channel_dim: int | None = None,
+    batch_size: int = 256,
+    forward: Callable[[nn.Module, Any], Any] | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Bytes per probe input of every block's reduced cloud, from the probe's first batch alone
+    (the model's state is left as it was): what :func:`check_cloud_bytes` projects."""
+    reducer = Reducer(reduction, channel_dim, inputs_per_cloud=len(probe), seed=seed)
+    first = next(probe.batches(batch_size))
+    sizes: dict[str, float] = {}
+    with preserved_state(model):
+        collect_clouds(
+            model,
+            [first],
+            resolve_blocks(model, blocks),
+            reducer,
+            forward,
+            reducer.see_batch,
+            sizes.update,
+        )
+    return sizes
 
 
 def check_probing_options(
@@ -139,6 +208,8 @@ def measure(
     previous: TopologyRecord | None = None,
     sharding: ProbeSharding | None = None,
     pad_value: int | float = 0,
+    max_cloud_bytes: int | None = MAX_CLOUD_BYTES,
+    max_probe_inputs: int | None = None,
     **summary_options: Any,
 ) -> TopologyRecord | None:
     """Measure the topology of every block of ``model`` on a probe set.
@@ -179,6 +250,13 @@ def measure(
         the positions it marks 1 (pads never enter a cloud).
     batch_size : int
         Probe inputs per forward pass.
+    max_probe_inputs : int, optional
+        With a ``Dataset``: when its classes would give more probe inputs, classes are drawn at
+        random (with ``seed``) until the next would exceed it (one warning says which).
+    max_cloud_bytes : int or None
+        Budget for the reduced clouds (default :data:`MAX_CLOUD_BYTES`, 2 GiB): projected from
+        the first probe batch, a pass that would exceed it stops there with a ValueError naming
+        the block and the options that fit. None: no budget.
     pad_value : int or float
         Pads the token sequences of mapping items drawn from a ``Dataset`` to one length (the
         tokenizer's pad id; the attention mask is 0 there), see
@@ -216,7 +294,9 @@ def measure(
     """
     config = summary_config(config, summary_options)
     check_probing_options(reduction, seed, batch_size, channel_dim)
-    probe = as_probe(probe, samples_per_class, seed, unpack, config.per_class, pad_value)
+    probe = as_probe(
+        probe, samples_per_class, seed, unpack, config.per_class, pad_value, max_probe_inputs
+    )
     hooked = resolve_blocks(model, blocks)
     timings = {"reduction": 0.0}
     part = probe if sharding is None else probe.shard(sharding.rank, sharding.world_size)
@@ -242,7 +322,13 @@ def measure(
     same_model = nullcontext() if sharding is None else sharding.rank_zero_buffers(model)
     with preserved_state(model), same_model:
         clouds, skipped = collect_clouds(
-            model, part.batches(batch_size), hooked, reduce, forward, reducer.see_batch
+            model,
+            part.batches(batch_size),
+            hooked,
+            reduce,
+            forward,
+            reducer.see_batch,
+            lambda per_input: check_cloud_bytes(per_input, len(probe), max_cloud_bytes),
         )
     timings["forward"] = time.perf_counter() - start - timings["reduction"]
     if sharding is not None:

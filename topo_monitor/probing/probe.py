@@ -213,13 +213,16 @@ class ProbeSet:
         unpack: Callable[[Any], tuple[Any, Any]] = default_unpack,
         per_class: bool = True,
         pad_value: int | float = 0,
+        max_inputs: int | None = None,
     ) -> ProbeSet:
         """Draw ``samples_per_class`` items per class (all of a smaller class, with a warning).
 
         Targets that are not integer class ids (regression, soft labels, token sequences) or no
         targets at all are an error, unless ``per_class=False``: then ``samples_per_class`` items
         are drawn in all, as one group. Mapping items are collated with :func:`collate_inputs`
-        (``pad_value`` pads token sequences).
+        (``pad_value`` pads token sequences). With ``max_inputs``, when the classes would give
+        more inputs, classes are drawn at random (with ``seed``) until the next would exceed it,
+        with one warning: the probe's ``classes`` are those drawn.
         """
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError("cannot draw a probe set from an empty dataset")
@@ -236,8 +239,9 @@ class ProbeSet:
                 raise _not_class_ids(targets)
             labels = np.zeros(len(dataset), dtype=np.int64)  # type: ignore[arg-type]
         rng = np.random.default_rng(seed)
+        classes = _within_budget(labels, samples_per_class, max_inputs, seed)
         chosen, short = [], []
-        for c in np.unique(labels):
+        for c in classes:
             members = np.flatnonzero(labels == c)
             if len(members) < samples_per_class:
                 short.append(f"{c} ({len(members)})")
@@ -283,6 +287,31 @@ def _index(inputs: Any, index: slice | torch.Tensor) -> Any:
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(_index(v, index) for v in inputs)
     raise TypeError(f"cannot batch probe inputs of type {type(inputs).__name__}")
+
+
+def _within_budget(
+    labels: np.ndarray, samples_per_class: int, max_inputs: int | None, seed: int
+) -> np.ndarray:
+    """The classes the probe is drawn from: all of them, or those drawn at random until the
+    probe would exceed ``max_inputs`` (at least one class, at most ``max_inputs`` of its items)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    sizes = np.minimum(counts, samples_per_class)
+    if max_inputs is None or sizes.sum() <= max_inputs:
+        return classes
+    order = np.random.default_rng([seed, 1]).permutation(len(classes))
+    kept = order[: max(1, int(np.searchsorted(np.cumsum(sizes[order]), max_inputs, "right")))]
+    drawn = np.sort(classes[kept])
+    listed = ", ".join(str(c) for c in drawn[:10]) + (", ..." if len(drawn) > 10 else "")
+    warnings.warn(
+        f"probe set: {len(classes)} classes of up to samples_per_class={samples_per_class} items "
+        f"would give {int(sizes.sum())} inputs, over max_probe_inputs={max_inputs}: "
+        f"{len(drawn)} classes drawn at random (seed {seed}): {listed} (the probe's and every "
+        "record's classes list them). Lower samples_per_class to cover more classes, or raise "
+        "max_probe_inputs",
+        UserWarning,
+        stacklevel=3,
+    )
+    return drawn
 
 
 def loader_dataset(loader: Any) -> Dataset:

@@ -79,3 +79,20 @@ def test_measure_stops_after_the_first_batch_when_the_clouds_would_not_fit():
         measure(conv, (x, y), reduction="flatten", batch_size=8, max_cloud_bytes=budget)
     record = measure(conv, (x, y), reduction="gap", batch_size=8, max_cloud_bytes=budget)
     assert record.blocks[-1] == "output"
+
+
+def test_the_fit_start_projection_uses_the_reducer_measure_uses():
+    # A spatial reduction keeps k = min(positions, MAX_POINTS // inputs of the largest class)
+    # points per input: 3 classes of 30 inputs on 8 x 8 maps give k = min(64, 1500 // 30) = 50.
+    from topo_monitor.probing.measurement import cloud_bytes_per_input
+    from topo_monitor.probing.reduction import MAX_POINTS
+
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
+    probe = ProbeSet.from_tensors(torch.rand(90, 1, 8, 8), torch.arange(90) % 3)
+    k = min(64, MAX_POINTS // 30)
+    sizes = cloud_bytes_per_input(conv, probe, blocks=["1"], reduction="spatial", batch_size=16)
+    assert sizes["1"] == k * 4 * 4  # k points of 4 float32 channels
+    whole = cloud_bytes_per_input(
+        conv, probe, blocks=["1"], reduction="spatial", batch_size=16, per_class=False
+    )
+    assert whole["1"] == min(64, MAX_POINTS // 90) * 4 * 4

@@ -402,6 +402,7 @@ class TopologyMonitor(*CALLBACK_BASES):
                 batch_size=self.batch_size,
                 forward=self.forward,
                 seed=self.seed,
+                per_class=self.config.per_class,
             )
             check_cloud_bytes(per_input, len(self.probe), self.max_cloud_bytes)
 

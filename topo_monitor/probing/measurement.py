@@ -159,10 +159,12 @@ def cloud_bytes_per_input(
     batch_size: int = 256,
     forward: Callable[[nn.Module, Any], Any] | None = None,
     seed: int = 0,
+    per_class: bool = True,
 ) -> dict[str, float]:
     """Bytes per probe input of every block's reduced cloud, from the probe's first batch alone
-    (the model's state is left as it was): what :func:`check_cloud_bytes` projects."""
-    reducer = Reducer(reduction, channel_dim, inputs_per_cloud=len(probe), seed=seed)
+    (the model's state is left as it was): what :func:`check_cloud_bytes` projects, with the
+    reducer :func:`measure` would use."""
+    reducer = _reducer(probe, reduction, channel_dim, seed, per_class)
     first = next(probe.batches(batch_size))
     sizes: dict[str, float] = {}
     with preserved_state(model):
@@ -176,6 +178,24 @@ def cloud_bytes_per_input(
             sizes.update,
         )
     return sizes
+
+
+def _reducer(
+    probe: ProbeSet,
+    reduction: str,
+    channel_dim: int | None,
+    seed: int,
+    per_class: bool,
+    first_input: int = 0,
+) -> Reducer:
+    """The reducer of a pass over ``probe``: the cap on points per input of the spatial
+    reductions is set by the largest cloud measured (the largest class, or the whole probe)."""
+    per_cloud = len(probe)
+    if per_class:
+        per_cloud = int(torch.unique(probe.labels, return_counts=True)[1].max())
+    return Reducer(
+        reduction, channel_dim, inputs_per_cloud=per_cloud, seed=seed, first_input=first_input
+    )
 
 
 def check_probing_options(
@@ -300,15 +320,12 @@ def measure(
     hooked = resolve_blocks(model, blocks)
     timings = {"reduction": 0.0}
     part = probe if sharding is None else probe.shard(sharding.rank, sharding.world_size)
-    # The largest cloud measured: the cap on points per input (spatial reductions) is set by it.
-    per_cloud = len(probe)
-    if config.per_class:
-        per_cloud = int(torch.unique(probe.labels, return_counts=True)[1].max())
-    reducer = Reducer(
+    reducer = _reducer(
+        probe,
         reduction,
         channel_dim,
-        inputs_per_cloud=per_cloud,
-        seed=seed,
+        seed,
+        config.per_class,
         first_input=0 if sharding is None else sharding.rank * len(part),
     )
 

@@ -284,6 +284,9 @@ class TopologyMonitor(*CALLBACK_BASES):
         self._probe_source = probe
         self.probe = given_probe(probe)
         self.name = name
+        # Hashing a given probe costs a pass over its tensors: once, not at every checkpoint.
+        given = self.probe if self.probe is not None else probe  # a Dataset is drawn later
+        self._derived_name = "train" if probe is None else probe_fingerprint(given)
         self.prefix = PREFIX if name is None else f"{PREFIX}_{name}"
         """Of this monitor's scalar names, figure tags and history file; settled at fit start
         among the trainer's monitors (see :meth:`setup`)."""
@@ -333,9 +336,7 @@ class TopologyMonitor(*CALLBACK_BASES):
     def display_name(self) -> str:
         """The given ``name``; else ``"train"`` for a probe drawn from the training data, or a
         short fingerprint of the given probe."""
-        if self.name is not None:
-            return self.name
-        return "train" if self._probe_source is None else probe_fingerprint(self._probe_source)
+        return self._derived_name if self.name is None else self.name
 
     @property
     def state_key(self) -> str:

@@ -107,14 +107,12 @@ def summarize(
             "inputs= for a cloud with several points per input",
         )
     groups = selected_groups(config)
-    classes = [int(c) for c in np.unique(labels.numpy())] if config.per_class else [-1]
-    same_probe = previous is not None and previous.classes == classes
     context = Context(
         clouds,
         labels,
         config,
         generator,
-        previous.diagrams if same_probe and previous.diagrams else {},
+        previous,
         inputs,
         wants_h0=any(group.needs_h0 for group in groups),
     )

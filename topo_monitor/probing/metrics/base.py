@@ -23,6 +23,7 @@ from topo_monitor.tda.persistence import cloud_scale, h0_death_times_many
 
 if TYPE_CHECKING:
     from topo_monitor.probing.config import SummaryConfig
+    from topo_monitor.probing.record import TopologyRecord
     from topo_monitor.tda.mapper import MapperGraph
 
 __all__ = ["Context", "MetricGroup", "minmax_scale"]
@@ -97,7 +98,9 @@ class Context:
     config : SummaryConfig
     generator : torch.Generator
         Shared by the groups that draw subsamples, in :attr:`MetricGroup.order`.
-    previous_diagrams : mapping of block name to list of np.ndarray
+    previous : TopologyRecord or None
+        The previous measurement: its scale-free H0 diagrams (``previous_diagrams``) are used
+        when it measured the same classes.
         The scale-free H0 diagrams of the previous measurement of the same probe, per class.
     inputs : mapping of block name to torch.Tensor of int, shape (n_block,)
         For blocks with several points per input: the probe input of each row.
@@ -111,7 +114,7 @@ class Context:
         labels: torch.Tensor,
         config: SummaryConfig,
         generator: torch.Generator,
-        previous_diagrams: Mapping[str, list[np.ndarray]],
+        previous: TopologyRecord | None,
         inputs: Mapping[str, torch.Tensor],
         wants_h0: bool,
     ) -> None:
@@ -126,7 +129,10 @@ class Context:
         self.classes: list[int] = (
             [int(c) for c in np.unique(labels.numpy())] if config.per_class else [-1]
         )
-        self.previous_diagrams = previous_diagrams
+        same_probe = previous is not None and previous.classes == self.classes
+        self.previous_diagrams: Mapping[str, list[np.ndarray]] = (
+            previous.diagrams if same_probe and previous.diagrams else {}  # type: ignore[union-attr]
+        )
         self.wants_h0 = wants_h0
         self.problems: list[Problem] = []
         self.timings: dict[str, float] = {}

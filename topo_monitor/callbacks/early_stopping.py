@@ -237,10 +237,8 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         """Take the monitor's newest value at one of its checks (patience counts checks)."""
         topology = self._topology
         epoch, moment = trainer.current_epoch, topology.moment(trainer)
-        if not topology.update(trainer, pl_module):
-            return  # not a check: nothing new to judge
-        if topology.measured_at != moment:
-            return  # monitoring failed at this check (it warned): no new value to judge
+        if not topology.fresh(trainer, pl_module):
+            return  # not a check, or its monitoring failed (it warned): nothing new to judge
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             if not self.strict:

@@ -489,6 +489,12 @@ class TopologyMonitor(*CALLBACK_BASES):
             self._run(trainer, pl_module)
         return True
 
+    def fresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """:meth:`update`, then whether this check's values are in ``trainer.callback_metrics``
+        (False between checks, and at a check whose monitoring failed with a warning): what the
+        callbacks that read the topology judge on."""
+        return self.update(trainer, pl_module) and self.measured_at == self.moment(trainer)
+
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         self._last_run = moment = self.moment(trainer)

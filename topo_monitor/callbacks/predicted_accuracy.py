@@ -136,9 +136,8 @@ class PredictedTestAccuracy(*CALLBACK_BASES):
             self._predict_now(trainer, pl_module)
 
     def _predict_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        topology = self._topology
-        epoch, moment = trainer.current_epoch, topology.moment(trainer)
-        if not topology.update(trainer, pl_module) or topology.measured_at != moment:
+        epoch, moment = trainer.current_epoch, self._topology.moment(trainer)
+        if not self._topology.fresh(trainer, pl_module):
             return
         prediction = (math.nan, math.nan, math.nan)
         if trainer.is_global_zero:

@@ -234,3 +234,45 @@ def test_gram_rounding_holds_on_stress_clouds(rng):
         allowed = mst.GRAM_ROUNDING * 2.0**-24 * (scaled_sq[:, None] + scaled_sq[None, :])
         D2 = mst._gram(cloud, sq).double().numpy()
         assert bool((np.abs(D2 - truth) <= allowed).all()), name
+
+
+def _is_tree_rooted_at_zero(parent: np.ndarray) -> bool:
+    """Every vertex reaches vertex 0 by its parents, and 0 is its own parent."""
+    depth = np.zeros(len(parent), dtype=bool)
+    depth[0] = parent[0] == 0
+    for v in range(1, len(parent)):
+        path, u = [], v
+        while not depth[u] and len(path) <= len(parent):
+            path.append(u)
+            u = parent[u]
+        if not depth[u]:
+            return False
+        depth[path] = True
+    return bool(depth.all())
+
+
+@pytest.mark.parametrize(
+    "cloud",
+    ["gaussian64", "gaussian3", "grid", "duplicates", "line", "clusters"],
+)
+def test_prim_over_nearest_neighbour_components_finds_a_minimum_tree(rng, cloud):
+    """The CPU single-cloud search (Prim over the components of the nearest-neighbour forest)
+    returns a spanning tree rooted at 0 whose weight is the vertex-by-vertex Prim loop's, on
+    clouds full of ties (a grid, duplicates, equal gaps on a line) and of long chains."""
+    X = {
+        "gaussian64": lambda: rng.standard_normal((700, 64)),
+        "gaussian3": lambda: rng.standard_normal((700, 3)),
+        "grid": lambda: np.stack(np.meshgrid(np.arange(20), np.arange(25)), -1).reshape(-1, 2),
+        "duplicates": lambda: np.repeat(rng.standard_normal((90, 5)), 7, axis=0),
+        "line": lambda: np.cumsum(rng.integers(1, 3, 400))[:, None],
+        "clusters": lambda: rng.standard_normal((500, 8)) + 40 * rng.integers(0, 4, (500, 1)),
+    }[cloud]()
+    D2 = mst.squared_distances(torch.as_tensor(X, dtype=torch.float64)).numpy()
+    before = D2.copy()
+    parent = mst._prim_groups_numpy(D2)
+    np.testing.assert_array_equal(D2, before)  # the input is left as it was
+    assert _is_tree_rooted_at_zero(parent)
+    vertices = np.arange(1, len(D2))
+    reference = mst._prim_numpy(D2[None], parents=True)[0]
+    ours, theirs = D2[vertices, parent[1:]].sum(), D2[vertices, reference[1:]].sum()
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)

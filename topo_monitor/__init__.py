@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from topo_monitor.analysis import (
     AdversarialTable,
+    AllRule,
+    AnyRule,
     CalibrationSet,
     ConvergenceRule,
     GeneralizationPredictor,
     PlateauRule,
     StoppingRule,
+    TrendRule,
     VelocityRule,
     adversarial_topology,
     features_from_record,
@@ -81,6 +84,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "AdversarialTable",
     "AdversarialTopologyMonitor",
+    "AllRule",
+    "AnyRule",
     "CalibrationSet",
     "ConvergenceRule",
     "GeneralizationPredictor",
@@ -93,6 +98,7 @@ __all__ = [
     "TopologicalEarlyStopping",
     "TopologyMonitor",
     "TopologyRecord",
+    "TrendRule",
     "VelocityRule",
     "adversarial_topology",
     "barcode",

@@ -11,20 +11,26 @@ from topo_monitor.analysis.generalization import (
 from topo_monitor.analysis.redundancy import redundant_blocks
 from topo_monitor.analysis.statistics import paired_bootstrap
 from topo_monitor.analysis.stopping import (
+    AllRule,
+    AnyRule,
     ConvergenceRule,
     PlateauRule,
     StoppingRule,
+    TrendRule,
     VelocityRule,
 )
 from topo_monitor.probing.baselines import mean_margin, param_norm
 
 __all__ = [
     "AdversarialTable",
+    "AllRule",
+    "AnyRule",
     "CalibrationSet",
     "ConvergenceRule",
     "GeneralizationPredictor",
     "PlateauRule",
     "StoppingRule",
+    "TrendRule",
     "VelocityRule",
     "adversarial_topology",
     "features_from_record",

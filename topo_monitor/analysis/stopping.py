@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from topo_monitor._validation import check, is_positive_int
 
-__all__ = ["ConvergenceRule", "PlateauRule", "StoppingRule", "VelocityRule"]
+__all__ = [
+    "AllRule",
+    "AnyRule",
+    "ConvergenceRule",
+    "PlateauRule",
+    "StoppingRule",
+    "TrendRule",
+    "VelocityRule",
+]
 
 
 def _is_number(value: object) -> bool:
@@ -57,9 +65,23 @@ class StoppingRule(ABC):
         self.reset()
         values = list(values)
         for epoch, value in zip(epochs or range(len(values)), values, strict=True):
-            if self.update(float(value), epoch) is not None:
+            if self.update(value if isinstance(value, Sequence) else float(value), epoch):
                 return epoch
         return None
+
+
+def _patience(patience: int, ratio: float, best_check: int) -> int:
+    """Checks without improvement to wait: ``patience``, or ``ratio`` times the checks it took to
+    reach the best value if that is more (a time-scale-free patience: a run that improved until
+    its 40th check waits 20 more at ratio 0.5, one that settled at its 4th waits ``patience``)."""
+    return max(patience, math.ceil(ratio * best_check))
+
+
+def _check_patience_ratio(patience_ratio: object) -> None:
+    check(
+        _is_number(patience_ratio) and patience_ratio >= 0,
+        f"patience_ratio must be a non-negative number, got {patience_ratio!r}",
+    )
 
 
 class PlateauRule(StoppingRule):
@@ -83,12 +105,17 @@ class PlateauRule(StoppingRule):
     mode : {"min", "max"}
     check_finite : bool
         Stop when the value is NaN or infinite.
+    patience_ratio : float
+        Wait at least this many times the checks it took to reach the best value (0: a fixed
+        ``patience``, as Lightning's ``EarlyStopping``).
 
     Attributes
     ----------
     best_score : float
     best_epoch : int or None
         The epoch of the best value.
+    best_check : int
+        How many checks it took to reach it (1 for the first).
     wait_count : int
         Checks since the last improvement.
     """
@@ -101,8 +128,10 @@ class PlateauRule(StoppingRule):
         rebound: float | None = None,
         mode: str = "min",
         check_finite: bool = True,
+        patience_ratio: float = 0.0,
     ) -> None:
         check(is_positive_int(patience), f"patience must be a positive int, got {patience!r}")
+        _check_patience_ratio(patience_ratio)
         check(
             isinstance(min_delta, (int, float)) and min_delta >= 0,
             f"min_delta must be a non-negative number, got {min_delta!r}",
@@ -122,17 +151,20 @@ class PlateauRule(StoppingRule):
         self.rebound = rebound
         self.mode = mode
         self.check_finite = check_finite
+        self.patience_ratio = float(patience_ratio)
         self.reset()
 
     def reset(self) -> None:
         self.best_score = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
+        self.best_check = self.checks = 0
         self.wait_count = 0
 
     def update(self, value: float, epoch: int, name: str = "metric") -> str | None:
         """Take the value of one check; return why to stop now, or None to go on."""
         sign = 1.0 if self.mode == "min" else -1.0
         best = self.best_score
+        self.checks += 1
         if not math.isfinite(value):
             if self.check_finite:
                 return f"{name} = {value} is not finite; its best was {best:.4g}."
@@ -151,9 +183,10 @@ class PlateauRule(StoppingRule):
             delta *= abs(best)
         if sign * (best - value) > delta:
             self.best_score, self.best_epoch, self.wait_count = value, epoch, 0
+            self.best_check = self.checks
             return None
         self.wait_count += 1
-        if self.wait_count >= self.patience:
+        if self.wait_count >= _patience(self.patience, self.patience_ratio, self.best_check):
             return (
                 f"{name} did not improve in the last {self.wait_count} checks; "
                 f"best {best:.4g} at epoch {self.best_epoch}."
@@ -164,12 +197,16 @@ class PlateauRule(StoppingRule):
         return {
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
+            "best_check": self.best_check,
+            "checks": self.checks,
             "wait_count": self.wait_count,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = float(state["best_score"])
         self.best_epoch = state.get("best_epoch")
+        self.best_check = int(state.get("best_check", 0))
+        self.checks = int(state.get("checks", 0))
         self.wait_count = int(state["wait_count"])
 
 
@@ -284,3 +321,199 @@ class VelocityRule(StoppingRule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.peak = float(state["peak"])
         self.wait_count = int(state["wait_count"])
+
+
+class TrendRule(StoppingRule):
+    """Stop when a metric stops moving the way it moved while the network learned.
+
+    The direction is not assumed: it is the sign of the change over the first ``warmup`` checks,
+    when the training loss falls fastest (the scale-free H0 complexity of a block falls there on
+    some data and rises on other). From then on the rule is :class:`PlateauRule` in that
+    direction: a value further along it than the best so far (by more than ``min_delta`` of the
+    best) is an improvement, and ``patience`` checks without one stop, whether the metric settled
+    or turned back.
+
+    Parameters
+    ----------
+    warmup : int
+        Checks whose change sets the direction (the rule cannot stop before the next one).
+    patience : int
+        Checks without improvement before stopping.
+    patience_ratio : float
+        Wait at least this many times the checks it took to reach the best value.
+    min_delta : float
+        Smallest relative change (a fraction of the best value) that counts as an improvement.
+
+    Attributes
+    ----------
+    direction : int
+        +1 (rising), -1 (falling), 0 while it is not yet known.
+    best_score : float
+    best_epoch : int or None
+    best_check : int
+        How many checks it took to reach the best value.
+    wait_count : int
+        Checks since the last improvement. A NaN value (not measured) is skipped.
+    """
+
+    def __init__(
+        self,
+        warmup: int = 3,
+        patience: int = 5,
+        patience_ratio: float = 0.0,
+        min_delta: float = 0.0,
+    ) -> None:
+        check(is_positive_int(warmup), f"warmup must be a positive int, got {warmup!r}")
+        check(is_positive_int(patience), f"patience must be a positive int, got {patience!r}")
+        _check_patience_ratio(patience_ratio)
+        check(
+            _is_number(min_delta) and min_delta >= 0,
+            f"min_delta must be a non-negative number, got {min_delta!r}",
+        )
+        self.warmup, self.patience = warmup, patience
+        self.patience_ratio, self.min_delta = float(patience_ratio), float(min_delta)
+        self.reset()
+
+    def reset(self) -> None:
+        self.direction = 0
+        self.first = math.nan
+        self.best_score = math.nan
+        self.best_epoch: int | None = None
+        self.best_check = self.checks = self.wait_count = 0
+
+    def update(self, value: float, epoch: int, name: str = "metric") -> str | None:
+        if not math.isfinite(value):
+            return None
+        self.checks += 1
+        if self.checks == 1:
+            self.first = value
+        improved = self.best_epoch is None or (
+            self.direction * (value - self.best_score) > self.min_delta * abs(self.best_score)
+            if self.direction
+            else self.direction_from(value)
+        )
+        if improved:
+            self.best_score, self.best_epoch, self.best_check = value, epoch, self.checks
+            self.wait_count = 0
+            return None
+        self.wait_count += 1
+        if self.direction and self.wait_count >= _patience(
+            self.patience, self.patience_ratio, self.best_check
+        ):
+            way = "rising" if self.direction > 0 else "falling"
+            return (
+                f"{name} ({way} while the network learned) has not moved further in the last "
+                f"{self.wait_count} checks; furthest {self.best_score:.4g} at epoch "
+                f"{self.best_epoch}."
+            )
+        return None
+
+    def direction_from(self, value: float) -> bool:
+        """During the warm-up: whether ``value`` is the furthest yet from the first, in the
+        direction of the change so far (set once the warm-up ends)."""
+        if self.checks > self.warmup:
+            self.direction = 1 if value > self.first else -1
+        way = 1 if value > self.first else -1
+        return way * (value - self.best_score) > 0 or self.best_score == self.first
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "direction": self.direction,
+            "first": self.first,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_check": self.best_check,
+            "checks": self.checks,
+            "wait_count": self.wait_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.direction, self.first = int(state["direction"]), float(state["first"])
+        self.best_score, self.best_epoch = float(state["best_score"]), state["best_epoch"]
+        self.best_check, self.checks = int(state["best_check"]), int(state["checks"])
+        self.wait_count = int(state["wait_count"])
+
+
+class _Composite(StoppingRule):
+    """Several rules, each reading its own series: one value per rule at every check."""
+
+    def __init__(self, *rules: StoppingRule) -> None:
+        check(
+            len(rules) >= 2 and all(isinstance(r, StoppingRule) for r in rules),
+            f"{type(self).__name__} takes two or more StoppingRule objects, got {rules!r}",
+        )
+        self.rules = rules
+
+    @property
+    def patience(self) -> int:  # type: ignore[override]
+        return max(rule.patience for rule in self.rules)
+
+    def reset(self) -> None:
+        for rule in self.rules:
+            rule.reset()
+
+    def reasons(
+        self, values: Sequence[float], epoch: int, names: Sequence[str] | None
+    ) -> list[str | None]:
+        check(
+            len(values) == len(self.rules),
+            f"{type(self).__name__} of {len(self.rules)} rules takes one value per rule, "
+            f"got {len(values)}",
+        )
+        names = names or [f"metric {i}" for i in range(len(self.rules))]
+        return [
+            rule.update(float(value), epoch, name)
+            for rule, value, name in zip(self.rules, values, names, strict=True)
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rules": [rule.state_dict() for rule in self.rules]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for rule, own in zip(self.rules, state["rules"], strict=True):
+            rule.load_state_dict(own)
+
+
+class AllRule(_Composite):
+    """Stop when every rule says stop at the same check: e.g. the training loss has plateaued
+    *and* the topology has settled (the topology vetoes a loss-plateau stop while it still moves).
+
+    ``update`` takes one value per rule, in order; ``name`` may be a sequence of their names.
+
+    Attributes
+    ----------
+    wait_count : int
+        The smallest ``wait_count`` of the rules.
+    """
+
+    @property
+    def wait_count(self) -> int:  # type: ignore[override]
+        return min(rule.wait_count for rule in self.rules)
+
+    def update(  # type: ignore[override]
+        self, value: Sequence[float], epoch: int, name: str | Sequence[str] = "metric"
+    ) -> str | None:
+        reasons = self.reasons(value, epoch, None if isinstance(name, str) else name)
+        return " and ".join(reasons) if all(reasons) else None  # type: ignore[arg-type]
+
+
+class AnyRule(_Composite):
+    """Stop when any rule says stop: e.g. a loss plateau, or the topology turning.
+
+    ``update`` takes one value per rule, in order; ``name`` may be a sequence of their names.
+
+    Attributes
+    ----------
+    wait_count : int
+        The largest ``wait_count`` of the rules.
+    """
+
+    @property
+    def wait_count(self) -> int:  # type: ignore[override]
+        return max(rule.wait_count for rule in self.rules)
+
+    def update(  # type: ignore[override]
+        self, value: Sequence[float], epoch: int, name: str | Sequence[str] = "metric"
+    ) -> str | None:
+        reasons = self.reasons(value, epoch, None if isinstance(name, str) else name)
+        return next((reason for reason in reasons if reason), None)

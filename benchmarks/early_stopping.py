@@ -635,54 +635,61 @@ def converged(studied: list[tuple[Setting, dict]]) -> None:
         print(f"   {s.name}: {d:+.1f} pt")
 
 
-def figure(studied: list[tuple[Setting, dict]], rules: list[Rule], path: str) -> None:
-    """Test accuracy vs epoch of seed 0's MLP per data set and noise, each rule's stop marked."""
+def figure(studied: list[tuple[Setting, dict]], rule: Rule, path: str) -> None:
+    """Per family (columns): test accuracy (top) and the scale-free H0 complexity of the last
+    hidden block (bottom) against the epoch, for the MLP of seed 0 under Adam and SGD, clean and
+    with 40 % label noise; the chosen default's stop marked on both."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in rules if r.shown]
-    chosen = {(s.dataset, s.noise): runs for s, runs in studied if s.seed == 0 and s.arch == "mlp"}
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharey="row")
-    markers = "o^svDPX*hp<>"[: len(shown)]
-    for ax, key in zip(axes.flat, sorted(chosen), strict=False):
-        runs = chosen[key]
-        full, split = runs["all"], runs["split"]
-        ax.plot(
-            np.arange(1, len(full["test_acc"]) + 1),
-            full["test_acc"],
-            color="0.3",
-            lw=1.5,
-            label="all data (test accuracy)",
-        )
-        ax.plot(
-            np.arange(1, len(split["test_acc"]) + 1),
-            split["test_acc"],
-            color="0.7",
-            lw=1,
-            ls="--",
-            label="80 % of the data",
-        )
-        for rule, marker in zip(shown, markers, strict=True):
-            stop = rule.stop(runs)
-            ax.plot(
+    families = [f for f in FAMILIES if any(s.family == f for s, _ in studied)]
+    shown = {
+        (s.family, s.optimizer, s.noise): runs
+        for s, runs in studied
+        if s.seed == 0
+        and s.arch == "mlp"
+        and s.optimizer in ("adam", "sgd")
+        and s.noise in (0, 0.4)
+    }
+    fig, axes = plt.subplots(2, len(families), figsize=(3.1 * len(families), 5.6), sharex=True)
+    colours = {"adam": "tab:blue", "sgd": "tab:orange"}
+    e0 = topology("E0_1_scaled")
+    for column, fam in enumerate(families):
+        top, bottom = axes[0, column], axes[1, column]
+        for (f, optimizer, noise), runs in sorted(shown.items()):
+            if f != fam:
+                continue
+            run, stop = runs["all"], rule.stop(runs)
+            epochs = np.arange(1, len(run["test_acc"]) + 1)
+            style = {"color": colours[optimizer], "ls": "-" if noise == 0 else "--", "lw": 1.3}
+            label = f"{optimizer}, {noise:.0%} noise"
+            top.plot(epochs, 100 * np.array(run["test_acc"]), label=label, **style)
+            bottom.plot(epochs, e0(run), **style)
+            top.plot(
                 stop + 1,
-                runs[rule.run]["test_acc"][stop],
-                marker,
-                ms=8,
+                100 * run["test_acc"][stop],
+                "o",
                 mfc="none",
-                mew=1.8,
-                label=rule.family.split(" (")[0],
+                mew=1.6,
+                ms=7,
+                color=colours[optimizer],
             )
-        ax.set_title(f"{key[0]}, {key[1]:.0%} label noise (MLP, seed 0)", fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+            bottom.plot(
+                stop + 1, e0(run)[stop], "o", mfc="none", mew=1.6, ms=7, color=colours[optimizer]
+            )
+        top.set_title(fam, fontsize=10)
+        bottom.set_xlabel("epoch")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    axes[1, 0].set_ylabel("E0_1_scaled, last hidden")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], marker="o", mfc="none", ls="", color="0.3"))
+    labels.append(f"the default's stop ({rule.method})")
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     print(f"\nfigure: {path}")
 

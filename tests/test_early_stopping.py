@@ -9,6 +9,8 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from helpers import MLP, blobs, loader, quiet_trainer
 from topo_monitor import (
+    AllRule,
+    AnyRule,
     ConvergenceRule,
     PlateauRule,
     TopologicalEarlyStopping,
@@ -353,3 +355,60 @@ def test_a_per_network_value_of_the_functional_graph_can_be_monitored(tmp_path):
         assert replayed == (rule.stopped_epoch or None)
     with pytest.raises(ValueError, match="available per-network values: \\[\\]"):
         fit([1.0, 2.0], TopologicalEarlyStopping("topology/functional_bars_H1", rule="minimum"))
+
+
+class ScriptedLoss(MLP):
+    """Logs a scripted training loss, one value per epoch, as an epoch mean (the usual
+    ``self.log("train_loss", loss, on_epoch=True)``), beside its real loss."""
+
+    def __init__(self, losses, name="train_loss"):
+        super().__init__()
+        self.losses, self.name = losses, name
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        scripted = torch.tensor(self.losses[self.current_epoch]) + 0 * loss.detach()
+        self.log(self.name, scripted, on_step=False, on_epoch=True)
+        return loss
+
+
+def test_a_composite_rule_reads_the_training_loss_beside_the_topology(tmp_path):
+    # The loss plateaus at epoch 4, the topology is still (within 1 %) only at epoch 6: an
+    # AllRule stops at 6, as it does replayed on the same series; an AnyRule at 4.
+    loss = [1.0, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    e0 = [10.0, 12.0, 14.0, 16.0, 18.0, 18.1, 18.1, 18.1, 18.1, 18.1]
+    keys = ("train_loss", "topology/E0_1_scaled/last_hidden")
+    for composite, stop in ((AllRule, 6), (AnyRule, 4)):
+        rule = composite(PlateauRule(patience=2), ConvergenceRule(tol=0.01, patience=2))
+        stopper = TopologicalEarlyStopping(keys, rule)
+        trainer = quiet_trainer(
+            max_epochs=len(e0),
+            callbacks=[ScriptedMonitor(e0), stopper],
+            logger=False,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(ScriptedLoss(loss), loader(blobs()))
+        replayed = composite(PlateauRule(patience=2), ConvergenceRule(tol=0.01, patience=2))
+        assert replayed.replay(list(zip(loss, e0, strict=True))) == stop
+        assert stopper.stopped_epoch == stop and trainer.current_epoch == stop + 1
+        assert "train_loss" in stopper.stopping_reason_message
+
+
+def test_a_composite_rule_names_what_is_not_logged(tmp_path):
+    rule = AllRule(PlateauRule(patience=2), ConvergenceRule(tol=0.01, patience=2))
+    stopper = TopologicalEarlyStopping(("loss", "topology/E0_1_scaled/last_hidden"), rule)
+    trainer = quiet_trainer(
+        max_epochs=3,
+        callbacks=[ScriptedMonitor([1.0] * 3), stopper],
+        logger=False,
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match=r"\['loss'\], not logged.*self.log\('loss', loss"):
+        trainer.fit(ScriptedLoss([1.0] * 3), loader(blobs()))
+    with pytest.raises(ValueError, match="reads 2 series: monitor must be a sequence of 2 keys"):
+        TopologicalEarlyStopping("topology/E0_1_scaled/last_hidden", rule)
+    with pytest.raises(ValueError, match="reads 1 series: monitor must be one key"):
+        TopologicalEarlyStopping(("train_loss", "topology/E0_1/last"), PlateauRule())
+    with pytest.raises(ValueError, match="must name a TopologyMonitor metric"):
+        TopologicalEarlyStopping(("train_loss", "val_loss"), rule)

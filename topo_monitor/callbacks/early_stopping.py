@@ -4,10 +4,18 @@ representations (the rules are pure: :mod:`topo_monitor.analysis.stopping`)."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info
-from topo_monitor.analysis.stopping import ConvergenceRule, PlateauRule, StoppingRule, VelocityRule
+from topo_monitor.analysis.stopping import (
+    AllRule,
+    AnyRule,
+    ConvergenceRule,
+    PlateauRule,
+    StoppingRule,
+    VelocityRule,
+)
 from topo_monitor.callbacks.monitor import TopologyMonitor, monitor_prefixes
 from topo_monitor.reporting.keys import scalar_key, split_key
 
@@ -155,7 +163,7 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
 
     def __init__(
         self,
-        monitor: str | None = None,
+        monitor: str | Sequence[str] | None = None,
         rule: str | StoppingRule = DEFAULT_RULE,
         *,
         verbose: bool = True,
@@ -171,19 +179,33 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
                 f"a {type(self.rule).__name__} object needs the metric it reads: "
                 "monitor='topology/<metric>/<block>'"
             )
-        if split_key(monitor) is None:
+        keys = (monitor,) if isinstance(monitor, str) else tuple(monitor)
+        series = len(self.rule.rules) if isinstance(self.rule, (AllRule, AnyRule)) else 1
+        if len(keys) != series or not all(isinstance(k, str) and k for k in keys):
             raise ValueError(
-                "monitor must be a TopologyMonitor metric: 'topology/<metric>/<block>' (e.g. "
-                "'topology/E0_1_scaled/last_hidden') or a per-network value 'topology/<name>' "
-                f"(e.g. 'topology/functional_peak_density_H1'), got {monitor!r}"
+                f"a {type(self.rule).__name__} reads {series} series: monitor must be "
+                + ("one key" if series == 1 else f"a sequence of {series} keys, one per rule")
+                + f", got {monitor!r}"
             )
-        self.monitor = monitor
+        if not any(split_key(k) for k in keys):
+            raise ValueError(
+                "monitor must name a TopologyMonitor metric: 'topology/<metric>/<block>' (e.g. "
+                "'topology/E0_1_scaled/last_hidden') or a per-network value 'topology/<name>' "
+                "(e.g. 'topology/functional_peak_density_H1'); a composite rule may read other "
+                f"logged metrics beside it (e.g. 'train_loss'), got {monitor!r}"
+            )
+        self.monitor: str | tuple[str, ...] = keys[0] if series == 1 else keys
         self.monitor_name = monitor_name
         self.verbose = verbose
         self.strict = strict
         self.stopped_epoch = 0
         self.stopping_reason_message: str | None = None
         self._topology: TopologyMonitor | None = None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The logged metrics the rule reads, one per series."""
+        return (self.monitor,) if isinstance(self.monitor, str) else self.monitor
 
     @property
     def wait_count(self) -> int:
@@ -196,17 +218,28 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        prefix, metric, block = split_key(self.monitor)
+        topological = [split_key(k) for k in self.keys if split_key(k)]
         self._topology = TopologyMonitor.select(
             trainer,
             "TopologicalEarlyStopping",
             "it stops on the metrics that monitor computes",
             self.monitor_name,
-            None if self.monitor_name is not None else prefix,
+            None if self.monitor_name is not None else topological[0][0],
         )
-        # The key under the chosen monitor's prefix (monitor_name= may pick another than the
-        # key's own).
-        self.monitor = scalar_key(metric, block, monitor_prefixes(trainer)[id(self._topology)])
+        # Keys under the chosen monitor's prefix (monitor_name= may pick another than the keys'
+        # own); keys of other logged metrics as given.
+        prefix = monitor_prefixes(trainer)[id(self._topology)]
+        keys = tuple(
+            scalar_key(*split_key(k)[1:], prefix) if split_key(k) else k for k in self.keys
+        )
+        self.monitor = keys[0] if isinstance(self.monitor, str) else keys
+        for key in keys:
+            if split_key(key):
+                self._check_topology_key(key, pl_module)
+
+    def _check_topology_key(self, key: str, pl_module: pl.LightningModule) -> None:
+        """Fail before training when the monitor will not log ``key``."""
+        _, metric, block = split_key(key)
         names = (
             self._topology.metric_names
             if block is not None
@@ -215,12 +248,12 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         if metric not in names:
             kind = "metrics per block" if block is not None else "per-network values"
             raise ValueError(
-                f"TopologicalEarlyStopping monitors {self.monitor!r}, but its TopologyMonitor "
+                f"TopologicalEarlyStopping monitors {key!r}, but its TopologyMonitor "
                 f"does not compute {metric!r}; available {kind}: {names}"
             )
         if block is not None:
             self._topology.require_block(
-                pl_module, block, f"TopologicalEarlyStopping(monitor={self.monitor!r})"
+                pl_module, block, f"TopologicalEarlyStopping(monitor={key!r})"
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -239,15 +272,19 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         epoch, moment = trainer.current_epoch, topology.moment(trainer)
         if not topology.fresh(trainer, pl_module):
             return  # not a check, or its monitoring failed (it warned): nothing new to judge
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
+        values = [trainer.callback_metrics.get(key) for key in self.keys]
+        missing = [key for key, value in zip(self.keys, values, strict=True) if value is None]
+        if missing:
             if not self.strict:
                 return
             raise ValueError(
-                f"TopologicalEarlyStopping monitors {self.monitor!r}, which is not logged; the "
-                f"blocks are {self._topology.block_names} (or use 'last' / 'last_hidden')"
+                f"TopologicalEarlyStopping monitors {missing}, not logged at this check: "
+                + "; ".join(self._not_logged(key) for key in missing)
             )
-        reason = self.rule.update(float(value), moment, self.monitor)
+        if isinstance(self.monitor, str):
+            reason = self.rule.update(float(values[0]), moment, self.monitor)
+        else:
+            reason = self.rule.update([float(v) for v in values], moment, self.monitor)
         should_stop = trainer.strategy.reduce_boolean_decision(reason is not None, all=False)
         trainer.should_stop = trainer.should_stop or should_stop
         if should_stop:
@@ -256,6 +293,17 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
             if self.verbose:
                 at = f"step {moment} (epoch {epoch})" if topology.by_steps else f"epoch {epoch}"
                 rank_zero_info(f"TopologicalEarlyStopping stopped at {at}: {reason}")
+
+    def _not_logged(self, key: str) -> str:
+        if split_key(key):
+            return (
+                f"{key!r}: the blocks are {self._topology.block_names} (or use 'last' / "
+                "'last_hidden')"
+            )
+        return (
+            f"{key!r}: log it from the LightningModule, e.g. self.log({key!r}, loss, "
+            "on_step=False, on_epoch=True) in training_step, or name what you log in monitor="
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.rule.state_dict(), "stopped_epoch": self.stopped_epoch}

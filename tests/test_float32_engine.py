@@ -276,3 +276,16 @@ def test_prim_over_nearest_neighbour_components_finds_a_minimum_tree(rng, cloud)
     reference = mst._prim_numpy(D2[None], parents=True)[0]
     ours, theirs = D2[vertices, parent[1:]].sum(), D2[vertices, reference[1:]].sum()
     assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("d", [3, 64, 512])
+def test_one_cloud_gram_on_the_cpu_matches_the_batched_product(rng, d):
+    """The single-cloud Gram form (norms inside the product; from d = 256 on, half of it
+    multiplied and mirrored) equals the batched one to float32 rounding."""
+    X = torch.from_numpy(rng.standard_normal((600, d)).astype(np.float32))
+    cloud, sq, top = mst._prepare(X[None], torch.float32)
+    ours = mst._gram(cloud, sq)[0]
+    batched = torch.baddbmm(sq[..., None], cloud, cloud.transpose(-2, -1), alpha=-2.0)
+    batched = batched.add_(sq[..., None, :])[0]
+    allowed = mst.GRAM_ROUNDING * 2.0**-24 * (sq[0][:, None] + sq[0][None, :])
+    assert bool(((ours - batched).abs() <= 2 * allowed).all())

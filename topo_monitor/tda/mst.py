@@ -4,7 +4,9 @@ Every H0 bar of a Vietoris–Rips filtration dies at the length of an edge of a 
 PHdim needs the MST lengths of many subsamples: both are answered here, in torch on the cloud's
 device (NumPy for the CPU loop). Clouds of one shape go through batched tensor operations, so the
 classes of every block, or the subsamples of a PHdim fit, cost about as many operations as one
-cloud.
+cloud. One cloud on the CPU (the H0 of a whole cloud) takes a faster road: its Gram matrix with the
+norms inside the product and, for wide clouds, only half of it multiplied (:func:`_gram_one`), and
+Prim's loop over the components of the nearest-neighbour forest (:func:`_prim_groups_numpy`).
 
 Float32 speed, float64 answers (:func:`mst_tree`). The tree is *searched* in float32, on squared
 distances in Gram form (one matrix product on the BLAS, the cloud centred first, in its own dtype,
@@ -26,6 +28,7 @@ computes n distances.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -142,12 +145,43 @@ def _gram(Xc: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
     """``|x_i|² + |x_j|² - 2 x_i·x_j`` for clouds ``Xc`` (..., n, d) of squared norms ``sq``
     (..., n): one fused matrix product and one addition, no n×n temporaries. Not clamped: a
     search needs no more (Prim compares absolute values, and a vertex's own entry is never read
-    once it is in the tree)."""
+    once it is in the tree). One cloud on the CPU goes to :func:`_gram_one`."""
+    one_cloud = Xc.dim() == 2 or (Xc.dim() == 3 and Xc.shape[0] == 1)
+    if one_cloud and Xc.device.type == "cpu":
+        return _gram_one(Xc.reshape(Xc.shape[-2:]), sq.reshape(-1)).reshape(*sq.shape, -1)
     if Xc.dim() == 2:
         D2 = torch.addmm(sq[:, None], Xc, Xc.T, alpha=-2.0)
     else:
         D2 = torch.baddbmm(sq[..., None], Xc, Xc.transpose(-2, -1), alpha=-2.0)
     return D2.add_(sq[..., None, :])
+
+
+SYMMETRIC_MIN_DIM = 256
+"""From this dimension on, :func:`_gram_one` computes only the upper block triangle."""
+
+
+def _gram_one(Xc: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+    """:func:`_gram` of one cloud (n, d) on the CPU, where the matrix product is the cost.
+
+    The norms ride inside the product, ``[x_i, |x_i|², 1] · [-2 x_j, 1, |x_j|²]``, so that no
+    pass over the n×n result adds them (as ``torch.cdist`` does). From
+    :data:`SYMMETRIC_MIN_DIM` on, where the arithmetic outweighs the memory traffic, only the
+    upper block triangle is multiplied (4 row blocks: 5/8 of the arithmetic) and the rest is
+    its mirror image: measured 25-30 % faster at d = 512 on 2 cores, no faster at d = 64.
+    """
+    n = Xc.shape[0]
+    one = Xc.new_ones(n, 1)
+    A = torch.cat([Xc, sq[:, None], one], dim=1)
+    B = torch.cat([-2.0 * Xc, one, sq[:, None]], dim=1)
+    if Xc.shape[1] < SYMMETRIC_MIN_DIM or n < 256:
+        return A @ B.T
+    D2 = Xc.new_empty(n, n)
+    step = -(-n // 4)
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        D2[rows, start:] = A[rows] @ B[start:].T
+        D2[rows, :start] = D2[:start, rows].T
+    return D2
 
 
 def _centred(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,17 +337,22 @@ def _prim_groups_numpy(D2: np.ndarray) -> np.ndarray:
     component_of = np.empty(m, dtype=np.int64)
     component_of[order] = np.repeat(np.arange(len(components)), np.diff(np.r_[starts, m]))
     parent = np.where(root == index, -1, nearest)  # the forest, each tree hanging from its root
+    nearest_rows = _component_minima(D2, component_of, len(components))
     best = np.full(m, np.inf, dtype=D2.dtype)  # distance to the tree; -inf once in it
     outside = np.full(m, np.inf, dtype=D2.dtype)  # 0 in the tree: masks a row to the tree
     key, masked = np.empty_like(best), np.empty_like(best)
     vertex, joins_at = 0, 0
     for step in range(len(components)):
-        members = components[component_of[vertex]]
+        component = component_of[vertex]
+        members = components[component]
         _hang(parent, vertex, joins_at)
         outside[members] = 0.0
         best[members] = -np.inf
-        for member in members.tolist():  # no gathered copy of the rows
-            np.minimum(best, D2[member], out=best)
+        if nearest_rows is not None:
+            np.minimum(best, nearest_rows[component], out=best)
+        else:
+            for member in members.tolist():  # no gathered copy of the rows
+                np.minimum(best, D2[member], out=best)
         if step == len(components) - 1:
             break
         np.abs(best, out=key)
@@ -321,6 +360,24 @@ def _prim_groups_numpy(D2: np.ndarray) -> np.ndarray:
         np.add(D2[vertex], outside, out=masked)
         joins_at = int(masked.argmin())  # the tree vertex it is nearest to
     return parent
+
+
+def _component_minima(D2: np.ndarray, component_of: np.ndarray, count: int) -> np.ndarray | None:
+    """Row-wise minima of ``D2`` (m, m) over each component's rows, shape (count, m); None when
+    that would take more than an eighth of ``D2``'s memory (components of ~8 points or fewer:
+    then Prim's loop reads the rows themselves).
+
+    One pass over ``D2`` in memory order (``index_reduce_``, on torch's threads), where reading
+    each component's rows when it joins jumps about memory: measured 2.3 ms against 4.6 ms at
+    m = 3000 on 2 cores.
+    """
+    if 8 * count > D2.shape[0]:
+        return None
+    minima = torch.full((count, D2.shape[1]), math.inf, dtype=torch.from_numpy(D2[:1]).dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="index_reduce", category=UserWarning)
+        minima.index_reduce_(0, torch.from_numpy(component_of), torch.from_numpy(D2), "amin")
+    return minima.numpy()
 
 
 def _hang(parent: np.ndarray, vertex: int, new_parent: int) -> None:

@@ -56,6 +56,7 @@ from topo_monitor import (
     TopologyMonitor,
     TrendRule,
 )
+from topo_monitor.callbacks.early_stopping import DEFAULT_RULE, RULES, make_rule
 from topo_monitor.probing.blocks import resolve_blocks
 from topo_monitor.reporting.keys import scalar_key
 
@@ -326,20 +327,40 @@ VAL_REFERENCE = "patience=3"
 under label noise."""
 
 
+def reads(keys: str | tuple[str, ...]) -> Callable[[dict], list]:
+    """The recorded series of the key(s) a named rule reads by default."""
+    if isinstance(keys, str):
+        return monitored(keys) if keys.startswith("topology/") else logged(keys)
+    return paired(*(reads(key) for key in keys))
+
+
+def named_rules() -> list[Rule]:
+    """The callback's named rules at their library defaults, built by ``make_rule`` as the
+    callback builds them (the functional rule needs a pass with the functional graph)."""
+    out = []
+    for name in RULES:
+        if name == "functional":
+            continue
+        keys = make_rule(name)[1]
+        default = " (the default)" if name == DEFAULT_RULE else ""
+        out.append(
+            Rule(
+                f'TopologicalEarlyStopping(rule="{name}"){default}',
+                "library defaults",
+                lambda name=name: make_rule(name)[0],
+                reads(keys),
+            )
+        )
+    return out
+
+
 def rule_grid() -> list[Rule]:
     """Every method at every setting of its grid. A method is what leave-one-family-out chooses a
     setting of; the validation-free ones are the candidates for the default."""
     loss = logged("train_loss")
     e0 = monitored(scalar_key("E0_1_scaled", "last_hidden"))
     phdim = topology("PHdim")
-    rules = [
-        Rule(
-            "old default: minimum of E0_1_scaled",
-            "patience=5",
-            lambda: PlateauRule(patience=5),
-            e0,
-        )
-    ]
+    rules = named_rules()
     rules += [
         Rule("fixed budget", f"{e} epochs", lambda e=e: FixedBudget(e), loss, candidate=False)
         for e in (10, 20, 30, 40)

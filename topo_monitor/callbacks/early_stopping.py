@@ -4,7 +4,7 @@ representations (the rules are pure: :mod:`topo_monitor.analysis.stopping`)."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from topo_monitor._lightning import CALLBACK_BASES, pl, rank_zero_info
@@ -14,6 +14,7 @@ from topo_monitor.analysis.stopping import (
     ConvergenceRule,
     PlateauRule,
     StoppingRule,
+    TrendRule,
     VelocityRule,
 )
 from topo_monitor.callbacks.monitor import TopologyMonitor, monitor_prefixes
@@ -31,43 +32,69 @@ _NO_NEW_MINIMUM = {
 }
 """A PlateauRule that stops after 5 checks without a new minimum (no rebound stop)."""
 
-RULES: dict[str, tuple[type[StoppingRule], dict[str, Any], str]] = {
-    "convergence": (
-        ConvergenceRule,
-        {"tol": 0.02, "patience": 3},
-        scalar_key("E0_1_scaled", "last_hidden"),
-    ),
+
+def settled(
+    loss_patience: int = 5,
+    loss_min_delta: float = 0.02,
+    tol: float = 0.01,
+    patience: int = 3,
+) -> AllRule:
+    """A training-loss plateau that the topology vetoes while it still moves: stop when the
+    training loss has not fallen by ``loss_min_delta`` (relative) for ``loss_patience`` checks
+    *and* the topology metric changed by at most ``tol`` per check for ``patience`` checks."""
+    return AllRule(
+        PlateauRule(patience=loss_patience, min_delta=loss_min_delta, min_delta_mode="rel"),
+        ConvergenceRule(tol=tol, patience=patience),
+    )
+
+
+def turn(
+    loss_patience: int = 3,
+    loss_min_delta: float = 0.05,
+    warmup: int = 3,
+    patience: int = 10,
+    patience_ratio: float = 0.5,
+) -> AnyRule:
+    """A training-loss plateau, or the topology turning back from the way it moved while the
+    network learned (:class:`~topo_monitor.TrendRule`), whichever comes first."""
+    return AnyRule(
+        PlateauRule(patience=loss_patience, min_delta=loss_min_delta, min_delta_mode="rel"),
+        TrendRule(warmup=warmup, patience=patience, patience_ratio=patience_ratio),
+    )
+
+
+E0_LAST_HIDDEN = scalar_key("E0_1_scaled", "last_hidden")
+LOSS_AND_E0 = ("train_loss", E0_LAST_HIDDEN)
+
+RULES: dict[str, tuple[Callable[..., StoppingRule], dict[str, Any], str | tuple[str, ...]]] = {
+    "trend": (TrendRule, {"warmup": 3, "patience": 10}, E0_LAST_HIDDEN),
+    "settled": (settled, {}, LOSS_AND_E0),
+    "turn": (turn, {}, LOSS_AND_E0),
+    "convergence": (ConvergenceRule, {"tol": 0.02, "patience": 3}, E0_LAST_HIDDEN),
     "velocity": (
         VelocityRule,
         {"fraction": 0.2, "patience": 3},
         scalar_key("H0_velocity", "last_hidden"),
     ),
-    "minimum": (
-        PlateauRule,
-        _NO_NEW_MINIMUM,
-        scalar_key("E0_1_scaled", "last_hidden"),
-    ),
-    "functional": (
-        PlateauRule,
-        _NO_NEW_MINIMUM,
-        scalar_key("functional_midlife_H1"),
-    ),
+    "minimum": (PlateauRule, _NO_NEW_MINIMUM, E0_LAST_HIDDEN),
+    "functional": (PlateauRule, _NO_NEW_MINIMUM, scalar_key("functional_midlife_H1")),
     "plateau": (
         PlateauRule,
         {"patience": 3, "rebound": 0.25, "mode": "min"},
         scalar_key("E0_1", "last_hidden"),
     ),
 }
-"""Named rules: the rule class, its default options and the metric it reads by default."""
+"""Named rules: how to build the rule, its default options, and the key(s) it reads by default
+(one per series: a composite rule reads the epoch-mean ``train_loss`` beside the topology)."""
 
 DEFAULT_RULE = "minimum"
 
 
 def make_rule(
     rule: str | StoppingRule = DEFAULT_RULE, **options: Any
-) -> tuple[StoppingRule, str | None]:
-    """A stopping rule by name (with ``options`` over its defaults), and its default metric
-    (None for a rule object: its metric must be given).
+) -> tuple[StoppingRule, str | tuple[str, ...] | None]:
+    """A stopping rule by name (with ``options`` over its defaults), and the key(s) it reads by
+    default (None for a rule object: its keys must be given).
 
     The callback and ``benchmarks/early_stopping.py`` build their rules here, so the study
     measures exactly the rules users get.
@@ -81,13 +108,13 @@ def make_rule(
         return rule, None
     if rule not in RULES:
         raise ValueError(f"rule must be one of {sorted(RULES)} or a StoppingRule, got {rule!r}")
-    cls, defaults, metric = RULES[rule]
+    build, defaults, keys = RULES[rule]
     try:
-        return cls(**{**defaults, **options}), metric
+        return build(**{**defaults, **options}), keys
     except TypeError as err:
-        accepted = list(inspect.signature(cls).parameters)
+        accepted = list(inspect.signature(build).parameters)
         raise ValueError(
-            f"rule {rule!r} ({cls.__name__}) takes the options {accepted}: {err}"
+            f"rule {rule!r} ({build.__name__}) takes the options {accepted}: {err}"
         ) from None
 
 

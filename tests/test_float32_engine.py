@@ -283,7 +283,7 @@ def test_one_cloud_gram_on_the_cpu_matches_the_batched_product(rng, d):
     """The single-cloud Gram form (norms inside the product; from d = 256 on, half of it
     multiplied and mirrored) equals the batched one to float32 rounding."""
     X = torch.from_numpy(rng.standard_normal((600, d)).astype(np.float32))
-    cloud, sq, top = mst._prepare(X[None], torch.float32)
+    cloud, sq, _ = mst._prepare(X[None], torch.float32)
     ours = mst._gram(cloud, sq)[0]
     batched = torch.baddbmm(sq[..., None], cloud, cloud.transpose(-2, -1), alpha=-2.0)
     batched = batched.add_(sq[..., None, :])[0]

@@ -33,7 +33,7 @@ def test_a_training_and_a_heldout_monitor_log_side_by_side(tmp_path):
     held = TopologyMonitor(
         probe=heldout(), name="heldout", metrics=("e0",), figures_every_n_epochs=1
     )
-    stopping = TopologicalEarlyStopping(monitor_name="heldout", patience=50)
+    stopping = TopologicalEarlyStopping(rule="minimum", monitor_name="heldout", patience=50)
     logger = TensorBoardLogger(tmp_path, name="tb")
     torch.manual_seed(0)
     model = MLP()

@@ -733,6 +733,12 @@ def main() -> None:
     studied = run_all(args.seeds, kinds, not args.no_train, (index, count))
     if count > 1:
         return
+    families = {setting.family for setting, _ in studied}
+    if len(families) < 2:
+        raise SystemExit(
+            f"{len(studied)} settings cached in {CACHE}, from {len(families)} families: leaving "
+            "one family out needs two or more. Train first (without --no-train)."
+        )
     rules = rule_grid()
     default = report(studied, rules)
     if args.figure:

@@ -140,9 +140,9 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
         :class:`~topo_monitor.PlateauRule` on the epoch-mean ``train_loss`` (log it with
         ``self.log("train_loss", loss, on_epoch=True)``): stop when it has not fallen by 5 %
         (relative) for ``patience`` (3) checks. Measured: on clean labels within 0.5 pt of
-        training to the end in 5 of 6 families (a slow-learning transformer lost 3.4 pt); under
-        label noise it does not see memorization (up to 13 pt behind validation-loss early
-        stopping on a family that overfits from its 2nd epoch).
+        training to the end in 5 of 6 families (3.4 pt lost on the slow-learning sequence
+        task); under label noise it does not see memorization (up to 13 pt behind
+        validation-loss early stopping on a family that overfits from its 2nd epoch).
     ``"settled"``
         A training-loss plateau (as above) the topology vetoes while it still moves: also
         ``topology/E0_1_scaled/last_hidden`` changed by at most ``tol`` (1 %) per check for
@@ -159,8 +159,8 @@ class TopologicalEarlyStopping(*CALLBACK_BASES):
     ``"minimum"``
         :class:`~topo_monitor.PlateauRule` on ``topology/E0_1_scaled/last_hidden``: no new
         minimum for ``patience`` (5) checks. The default of earlier versions, chosen on digits and
-        Fashion-MNIST with Adam: on families it was not chosen on it stops too early (−4 to −9 pt
-        on clean labels where E0 rises while accuracy does, up to −21 pt on a run).
+        Fashion-MNIST with Adam: on families it was not chosen on it stops too early (−4.3 and
+        −8.5 pt on clean signals and sequences, −20.7 pt on a run).
     ``"convergence"``
         :class:`~topo_monitor.ConvergenceRule` on the same metric: stop when it changed by at
         most ``tol`` (2 %) per check for ``patience`` (3) checks, in either direction.

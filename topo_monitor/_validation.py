@@ -81,7 +81,8 @@ def as_cloud(X: torch.Tensor | np.ndarray, name: str = "X") -> torch.Tensor:
         raise ValueError(f"{name} has points with no coordinates (shape {tuple(X.shape)})")
     if X.dtype not in (torch.float32, torch.float64):
         X = X.float()
-    if not bool(torch.isfinite(X).all()):
+    # A finite sum proves every value finite (one reduction); an infinite one may be overflow.
+    if not bool(torch.isfinite(X.sum())) and not bool(torch.isfinite(X).all()):
         bad = int((~torch.isfinite(X)).any(dim=1).sum())
         raise ValueError(f"{name} holds NaN or infinite values ({bad} of {X.shape[0]} points)")
     return X

@@ -51,15 +51,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_data import evaluate
 from families import ARCHS, FAMILIES, KIND, family, network
-from topo_monitor import (
-    AllRule,
-    AnyRule,
-    ConvergenceRule,
-    PlateauRule,
-    StoppingRule,
-    TopologyMonitor,
-    TrendRule,
-)
+from topo_monitor import PlateauRule, StoppingRule, TopologyMonitor
 from topo_monitor.callbacks.early_stopping import DEFAULT_RULE, RULES, make_rule
 from topo_monitor.probing.blocks import resolve_blocks
 from topo_monitor.reporting.keys import scalar_key
@@ -351,7 +343,7 @@ def named_rules() -> list[Rule]:
             Rule(
                 f'TopologicalEarlyStopping(rule="{name}"){default}',
                 "library defaults",
-                lambda name=name: make_rule(name)[0],
+                named(name),
                 reads(keys),
             )
         )
@@ -385,7 +377,7 @@ def rule_grid() -> list[Rule]:
         Rule(
             "train_loss plateau",
             f"patience={p}, min_delta={d:.0%}",
-            lambda p=p, d=d: PlateauRule(patience=p, min_delta=d, min_delta_mode="rel"),
+            named("loss", patience=p, min_delta=d),
             loss,
         )
         for p, d in plateaus
@@ -396,7 +388,7 @@ def rule_grid() -> list[Rule]:
             Rule(
                 f"trend: {name} stops moving its learned way",
                 f"warmup={w}, patience={p}, ratio={r:g}",
-                lambda w=w, p=p, r=r: TrendRule(warmup=w, patience=p, patience_ratio=r),
+                named("trend", warmup=w, patience=p, patience_ratio=r),
                 series,
             )
             for w, p, r in trends
@@ -405,7 +397,7 @@ def rule_grid() -> list[Rule]:
         Rule(
             "minimum of E0_1_scaled, time-scale-free patience",
             f"patience={p}, ratio={r:g}",
-            lambda p=p, r=r: PlateauRule(patience=p, patience_ratio=r),
+            named("minimum", patience=p, patience_ratio=r),
             e0,
         )
         for p in (5, 10)
@@ -415,7 +407,7 @@ def rule_grid() -> list[Rule]:
         Rule(
             "convergence: E0_1_scaled still",
             f"tol={t:.0%}, patience={p}",
-            lambda t=t, p=p: ConvergenceRule(tol=t, patience=p),
+            named("convergence", tol=t, patience=p),
             e0,
         )
         for t in (0.01, 0.02, 0.05)
@@ -426,10 +418,7 @@ def rule_grid() -> list[Rule]:
             Rule(
                 "train_loss plateau AND E0_1_scaled still",
                 f"loss: patience={p}, min_delta={d:.0%}; E0: tol={t:.0%}, patience={q}",
-                lambda p=p, d=d, t=t, q=q: AllRule(
-                    PlateauRule(patience=p, min_delta=d, min_delta_mode="rel"),
-                    ConvergenceRule(tol=t, patience=q),
-                ),
+                named("settled", loss_patience=p, loss_min_delta=d, tol=t, patience=q),
                 paired(loss, e0),
             )
             for t in (0.01, 0.02)
@@ -439,15 +428,17 @@ def rule_grid() -> list[Rule]:
             Rule(
                 "train_loss plateau OR E0_1_scaled turns",
                 f"loss: patience={p}, min_delta={d:.0%}; E0: warmup=3, patience={q}",
-                lambda p=p, d=d, q=q: AnyRule(
-                    PlateauRule(patience=p, min_delta=d, min_delta_mode="rel"),
-                    TrendRule(warmup=3, patience=q, patience_ratio=0.5),
-                ),
+                named("turn", loss_patience=p, loss_min_delta=d, warmup=3, patience=q),
                 paired(loss, e0),
             )
             for q in (5, 10)
         ]
     return rules
+
+
+def named(rule: str, **options: Any) -> Callable[[], StoppingRule]:
+    """A named rule of the callback at other settings, built by ``make_rule`` as it builds them."""
+    return lambda: make_rule(rule, **options)[0]
 
 
 class FixedBudget(StoppingRule):

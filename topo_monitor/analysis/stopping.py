@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from topo_monitor._validation import check, is_positive_int
@@ -390,7 +390,7 @@ class TrendRule(StoppingRule):
         improved = self.best_epoch is None or (
             self.direction * (value - self.best_score) > self.min_delta * abs(self.best_score)
             if self.direction
-            else self.direction_from(value)
+            else self._warming_up(value)
         )
         if improved:
             self.best_score, self.best_epoch, self.best_check = value, epoch, self.checks
@@ -408,12 +408,12 @@ class TrendRule(StoppingRule):
             )
         return None
 
-    def direction_from(self, value: float) -> bool:
+    def _warming_up(self, value: float) -> bool:
         """During the warm-up: whether ``value`` is the furthest yet from the first, in the
-        direction of the change so far (set once the warm-up ends)."""
-        if self.checks > self.warmup:
-            self.direction = 1 if value > self.first else -1
+        direction of the change so far (the direction, once the warm-up ends)."""
         way = 1 if value > self.first else -1
+        if self.checks > self.warmup:
+            self.direction = way
         return way * (value - self.best_score) > 0 or self.best_score == self.first
 
     def state_dict(self) -> dict[str, Any]:
@@ -435,7 +435,12 @@ class TrendRule(StoppingRule):
 
 
 class _Composite(StoppingRule):
-    """Several rules, each reading its own series: one value per rule at every check."""
+    """Several rules, each reading its own series: one value per rule at every check.
+
+    A subclass says how the rules' answers combine (:meth:`decide`) and which of their
+    ``wait_count`` it reports (``waits``: ``min`` or ``max``)."""
+
+    waits: Callable[[Iterable[int]], int]
 
     def __init__(self, *rules: StoppingRule) -> None:
         check(
@@ -448,23 +453,34 @@ class _Composite(StoppingRule):
     def patience(self) -> int:  # type: ignore[override]
         return max(rule.patience for rule in self.rules)
 
+    @property
+    def wait_count(self) -> int:  # type: ignore[override]
+        return type(self).waits(rule.wait_count for rule in self.rules)
+
     def reset(self) -> None:
         for rule in self.rules:
             rule.reset()
 
-    def reasons(
-        self, values: Sequence[float], epoch: int, names: Sequence[str] | None
-    ) -> list[str | None]:
+    def update(  # type: ignore[override]
+        self, value: Sequence[float], epoch: int, name: str | Sequence[str] = "metric"
+    ) -> str | None:
+        """Take one value per rule, in order; ``name`` may be a sequence of their names."""
         check(
-            len(values) == len(self.rules),
+            len(value) == len(self.rules),
             f"{type(self).__name__} of {len(self.rules)} rules takes one value per rule, "
-            f"got {len(values)}",
+            f"got {len(value)}",
         )
-        names = names or [f"metric {i}" for i in range(len(self.rules))]
-        return [
-            rule.update(float(value), epoch, name)
-            for rule, value, name in zip(self.rules, values, names, strict=True)
-        ]
+        names = [f"metric {i}" for i in range(len(self.rules))] if isinstance(name, str) else name
+        return self.decide(
+            [
+                rule.update(float(v), epoch, n)
+                for rule, v, n in zip(self.rules, value, names, strict=True)
+            ]
+        )
+
+    @abstractmethod
+    def decide(self, reasons: list[str | None]) -> str | None:
+        """Why to stop, from each rule's answer at this check (None: go on)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {"rules": [rule.state_dict() for rule in self.rules]}
@@ -486,14 +502,9 @@ class AllRule(_Composite):
         The smallest ``wait_count`` of the rules.
     """
 
-    @property
-    def wait_count(self) -> int:  # type: ignore[override]
-        return min(rule.wait_count for rule in self.rules)
+    waits = min
 
-    def update(  # type: ignore[override]
-        self, value: Sequence[float], epoch: int, name: str | Sequence[str] = "metric"
-    ) -> str | None:
-        reasons = self.reasons(value, epoch, None if isinstance(name, str) else name)
+    def decide(self, reasons: list[str | None]) -> str | None:
         return " and ".join(reasons) if all(reasons) else None  # type: ignore[arg-type]
 
 
@@ -508,12 +519,7 @@ class AnyRule(_Composite):
         The largest ``wait_count`` of the rules.
     """
 
-    @property
-    def wait_count(self) -> int:  # type: ignore[override]
-        return max(rule.wait_count for rule in self.rules)
+    waits = max
 
-    def update(  # type: ignore[override]
-        self, value: Sequence[float], epoch: int, name: str | Sequence[str] = "metric"
-    ) -> str | None:
-        reasons = self.reasons(value, epoch, None if isinstance(name, str) else name)
+    def decide(self, reasons: list[str | None]) -> str | None:
         return next((reason for reason in reasons if reason), None)

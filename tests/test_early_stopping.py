@@ -44,13 +44,22 @@ class ScriptedMonitor(TopologyMonitor):
         )
 
 
-def fit(sequence, stopper, max_epochs=None, monitor_kwargs=None, order="monitor-first", **kw):
+def fit(
+    sequence,
+    stopper,
+    max_epochs=None,
+    monitor_kwargs=None,
+    order="monitor-first",
+    model=None,
+    **kw,
+):
+    """Train ``model`` (an MLP by default) beside a ScriptedMonitor and ``stopper``."""
     monitor = ScriptedMonitor(sequence, **(monitor_kwargs or {}))
     callbacks = [monitor, stopper] if order == "monitor-first" else [stopper, monitor]
     trainer = quiet_trainer(
         max_epochs=max_epochs or len(sequence), callbacks=callbacks, logger=False, **kw
     )
-    trainer.fit(MLP(), loader(blobs()))
+    trainer.fit(model or MLP(), loader(blobs()))
     return trainer
 
 
@@ -200,13 +209,7 @@ def test_default_rule_stops_when_the_training_loss_stops_falling(tmp_path):
     assert isinstance(stopper.rule, PlateauRule) and stopper.rule.patience == 3
     loss = [2.0, 1.0, 0.6, 0.5, 0.495, 0.49, 0.485, 0.40, 0.30, 0.2]
     e0 = [60.0, 50.0, 45.0, 44.0, 44.5, 45.0, 46.0, 45.5, 47.0, 48.0]
-    trainer = quiet_trainer(
-        max_epochs=len(loss),
-        callbacks=[ScriptedMonitor(e0), stopper],
-        logger=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(ScriptedLoss(loss), loader(blobs()))
+    trainer = fit(e0, stopper, model=ScriptedLoss(loss), default_root_dir=tmp_path)
     # best 0.5 at epoch 3; 0.495, 0.49, 0.485 are within 5 % of it: stop at epoch 6
     assert stopper.stopped_epoch == 6 and trainer.current_epoch == 7
     assert stopper.rule.best_epoch == 3 and "train_loss did not improve" in (
@@ -217,27 +220,20 @@ def test_default_rule_stops_when_the_training_loss_stops_falling(tmp_path):
     # Still falling by more than 5 % at least every third check: no stop.
     falling = [2.0, 1.8, 1.79, 1.6, 1.59, 1.58, 1.45, 1.44, 1.3, 1.29]
     stopper = TopologicalEarlyStopping()
-    trainer = quiet_trainer(
-        max_epochs=len(falling),
-        callbacks=[ScriptedMonitor(e0), stopper],
-        logger=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(ScriptedLoss(falling), loader(blobs()))
+    trainer = fit(e0, stopper, model=ScriptedLoss(falling), default_root_dir=tmp_path)
     assert stopper.stopped_epoch == 0 and trainer.current_epoch == len(falling)
 
 
 def test_the_default_says_how_to_log_the_training_loss(tmp_path):
     # helpers.MLP logs "train_loss" per step: present. A model that logs none is told how.
     stopper = TopologicalEarlyStopping()
-    trainer = quiet_trainer(
-        max_epochs=3,
-        callbacks=[ScriptedMonitor([1.0] * 3), stopper],
-        logger=False,
-        default_root_dir=tmp_path,
-    )
     with pytest.raises(ValueError, match=r"\['train_loss'\], not logged.*on_epoch=True"):
-        trainer.fit(ScriptedLoss([1.0] * 3, name="loss"), loader(blobs()))
+        fit(
+            [1.0] * 3,
+            stopper,
+            model=ScriptedLoss([1.0] * 3, name="loss"),
+            default_root_dir=tmp_path,
+        )
 
 
 @pytest.mark.parametrize(
@@ -247,13 +243,7 @@ def test_named_composite_rules_in_a_trainer_match_their_replay(tmp_path, name, s
     loss = [1.0, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
     e0 = [10.0, 12.0, 14.0, 16.0, 18.0, 18.1, 18.1, 18.1, 18.1, 18.1]
     stopper = TopologicalEarlyStopping(rule=name)
-    trainer = quiet_trainer(
-        max_epochs=len(e0),
-        callbacks=[ScriptedMonitor(e0), stopper],
-        logger=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(ScriptedLoss(loss), loader(blobs()))
+    fit(e0, stopper, model=ScriptedLoss(loss), default_root_dir=tmp_path)
     rule, keys = make_rule(name)
     series = {"train_loss": loss, "topology/E0_1_scaled/last_hidden": e0}
     values = (
@@ -438,13 +428,7 @@ def test_a_composite_rule_reads_the_training_loss_beside_the_topology(tmp_path):
     for composite, stop in ((AllRule, 6), (AnyRule, 4)):
         rule = composite(PlateauRule(patience=2), ConvergenceRule(tol=0.01, patience=2))
         stopper = TopologicalEarlyStopping(keys, rule)
-        trainer = quiet_trainer(
-            max_epochs=len(e0),
-            callbacks=[ScriptedMonitor(e0), stopper],
-            logger=False,
-            default_root_dir=tmp_path,
-        )
-        trainer.fit(ScriptedLoss(loss), loader(blobs()))
+        trainer = fit(e0, stopper, model=ScriptedLoss(loss), default_root_dir=tmp_path)
         replayed = composite(PlateauRule(patience=2), ConvergenceRule(tol=0.01, patience=2))
         assert replayed.replay(list(zip(loss, e0, strict=True))) == stop
         assert stopper.stopped_epoch == stop and trainer.current_epoch == stop + 1
@@ -454,14 +438,8 @@ def test_a_composite_rule_reads_the_training_loss_beside_the_topology(tmp_path):
 def test_a_composite_rule_names_what_is_not_logged(tmp_path):
     rule = AllRule(PlateauRule(patience=2), ConvergenceRule(tol=0.01, patience=2))
     stopper = TopologicalEarlyStopping(("loss", "topology/E0_1_scaled/last_hidden"), rule)
-    trainer = quiet_trainer(
-        max_epochs=3,
-        callbacks=[ScriptedMonitor([1.0] * 3), stopper],
-        logger=False,
-        default_root_dir=tmp_path,
-    )
     with pytest.raises(ValueError, match=r"\['loss'\], not logged.*self.log\('loss', loss"):
-        trainer.fit(ScriptedLoss([1.0] * 3), loader(blobs()))
+        fit([1.0] * 3, stopper, model=ScriptedLoss([1.0] * 3), default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="reads 2 series: monitor must be a sequence of 2 keys"):
         TopologicalEarlyStopping("topology/E0_1_scaled/last_hidden", rule)
     with pytest.raises(ValueError, match="reads 1 series: monitor must be one key"):

@@ -175,32 +175,29 @@ def network(name: str, arch: str, data: Data) -> nn.Module:
         return nn.Sequential(
             nn.Linear(shape[0], 128), Residual(128), Residual(128), Residual(128), nn.Linear(128, k)
         )
-    if KIND[name] == "signal":
-        return nn.Sequential(
-            nn.Conv1d(1, 16, 5, padding=2),
-            nn.BatchNorm1d(16),
+    # A CNN: two conv-norm-ReLU-pool stages, in 1-D for signals (kernel 5) or 2-D for images.
+    signal = KIND[name] == "signal"
+    conv, norm, pool = (
+        (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+        if signal
+        else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+    )
+    size = 5 if signal else 3
+
+    def stage(channels_in: int, channels_out: int) -> list[nn.Module]:
+        return [
+            conv(channels_in, channels_out, size, padding=size // 2),
+            norm(channels_out),
             nn.ReLU(),
-            nn.MaxPool1d(2),
-            nn.Conv1d(16, 32, 5, padding=2),
-            nn.BatchNorm1d(32),
-            nn.ReLU(),
-            nn.MaxPool1d(2),
-            nn.Flatten(),
-            nn.Linear(32 * shape[-1] // 4, 128),
-            nn.ReLU(),
-            nn.Linear(128, k),
-        )
+            pool(2),
+        ]
+
+    features = 32 * math.prod(side // 4 for side in shape[1:])
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
+        *stage(1, 16),
+        *stage(16, 32),
         nn.Flatten(),
-        nn.Linear(32 * (shape[-1] // 4) ** 2, 128),
+        nn.Linear(features, 128),
         nn.ReLU(),
         nn.Linear(128, k),
     )

@@ -378,10 +378,11 @@ def _component_minima(D2: np.ndarray, component_of: np.ndarray, count: int) -> n
     """
     if 8 * count > D2.shape[0]:
         return None
-    minima = torch.full((count, D2.shape[1]), math.inf, dtype=torch.from_numpy(D2[:1]).dtype)
+    rows = torch.from_numpy(D2)
+    minima = rows.new_full((count, rows.shape[1]), math.inf)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="index_reduce", category=UserWarning)
-        minima.index_reduce_(0, torch.from_numpy(component_of), torch.from_numpy(D2), "amin")
+        minima.index_reduce_(0, torch.from_numpy(component_of), rows, "amin")
     return minima.numpy()
 
 

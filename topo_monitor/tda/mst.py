@@ -88,6 +88,7 @@ __all__ = [
     "mst_edges",
     "mst_lengths",
     "mst_tree",
+    "nearest_forest",
     "prim_mst",
     "prim_mst_from_points",
     "search_dtype",
@@ -320,8 +321,9 @@ def _prim_groups_numpy(D2: np.ndarray) -> np.ndarray:
     vertex alone), so the forest of those edges is found first, in one vectorized pass, and Prim's
     loop then adds a whole component per step: far fewer Python steps than vertices (on Gaussian
     clouds in 64 dimensions a component holds ~10 points; in 3, ~3), each vertex's row still read
-    once. Ties go to the lowest index, as in :func:`_prim`; with that rule the forest has no cycle
-    but the mutual pairs, whose lower index is taken as their root. ``D2`` is not modified.
+    once. Ties go to the lowest index, as in :func:`_prim`; each cycle of the forest (a mutual
+    pair, or a longer one where rounding makes it so) is rooted at its lowest vertex
+    (:func:`nearest_forest`). ``D2`` is not modified.
     """
     m = D2.shape[0]
     diagonal = D2.diagonal().copy()
@@ -331,11 +333,7 @@ def _prim_groups_numpy(D2: np.ndarray) -> np.ndarray:
     finally:
         np.fill_diagonal(D2, diagonal)
     index = np.arange(m)
-    root = nearest.copy()
-    mutual = (nearest[nearest] == index) & (index < nearest)
-    root[mutual] = index[mutual]
-    while not np.array_equal(jumped := root[root], root):  # pointer jumping to each root
-        root = jumped
+    root = nearest_forest(nearest)
     order = np.argsort(root, kind="stable")
     starts = np.flatnonzero(np.r_[True, root[order][1:] != root[order][:-1]])
     components = np.split(order, starts[1:])
@@ -365,6 +363,26 @@ def _prim_groups_numpy(D2: np.ndarray) -> np.ndarray:
         np.add(D2[vertex], outside, out=masked)
         joins_at = int(masked.argmin())  # the tree vertex it is nearest to
     return parent
+
+
+def nearest_forest(nearest: np.ndarray) -> np.ndarray:
+    """The root of every vertex's tree in the graph of links ``v -> nearest[v]``, shape (m,).
+
+    Each part of such a graph holds exactly one cycle. With symmetric weights and ties to the
+    lowest index it is a mutual pair; but float32's Gram form rounds ``d(a, b)`` and ``d(b, a)``
+    differently, and three points at near-equal distances (on a rotated triangular lattice, say)
+    can link in a triangle, where pointer jumping to a fixed point never ends. The lowest vertex
+    of each cycle is its root and its link is dropped; every other vertex keeps its link, an edge
+    of a minimum spanning tree (within the search's rounding, for the links of a cycle).
+
+    Pointer doubling, ⌈log₂ m⌉ vectorized rounds: after them every vertex has walked past the
+    start of its cycle, and each vertex on a cycle has taken the minimum over all of it.
+    """
+    jump, low = nearest.copy(), np.arange(len(nearest))
+    for _ in range(max(1, (len(nearest) - 1).bit_length())):
+        np.minimum(low, low[jump], out=low)  # the least of the first 2^(k+1) vertices of each walk
+        jump = jump[jump]
+    return low[jump]
 
 
 def _component_minima(D2: np.ndarray, component_of: np.ndarray, count: int) -> np.ndarray | None:

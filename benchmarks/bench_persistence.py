@@ -9,11 +9,21 @@ d = 64 and 512 dimensions, all in one process with the same number of torch thre
           ``compute_persistence()`` (H0 only, since the complex has no triangles);
 * scipy   ``scipy.sparse.csgraph.minimum_spanning_tree(squareform(pdist(X)))``, pdist included;
 * cdist   ``torch.cdist(X, X)`` in float32, the clouds' dtype: the cost of merely computing every
-          distance once, the floor below which no dense method can go.
+          distance once, the floor below which no dense method can go;
+* alloc   ``torch.empty(n, n).fill_(0)``: what getting and touching the memory of one n×n float32
+          matrix costs, a share of cdist's time (and of ours) that depends on the process's heap,
+          not on the method. glibc serves a block above its mmap threshold (32 MB at most: n = 3000
+          needs 36 MB) with fresh pages, faulted in and zeroed at every call and unmapped on free
+          (about 10 ms at n = 3000 on this 2-core VM, half of cdist), unless its heap already holds
+          that much free memory, left by earlier work in the process; then it costs under 1 ms and
+          cdist is little more than its matrix product. Ours pays the same, so ours/cdist is
+          larger in the second case (measured at n = 3000, d = 64: 1.6× against 1.2-1.4× in the
+          first); read the ratio with this column. ``MALLOC_MMAP_THRESHOLD_=268435456
+          MALLOC_TRIM_THRESHOLD_=1073741824`` in the environment forces the second case.
 
 Every configuration is warmed up first, then the methods are run in interleaved rounds (ours,
-gudhi, scipy, cdist, ours, ...) so that a change in machine load hits all of them alike, and the
-minimum of the rounds is reported: on a shared machine other work only ever adds time, so the
+gudhi, scipy, cdist, alloc, ours, ...) so that a change in machine load hits all of them alike, and
+the minimum of the rounds is reported: on a shared machine other work only ever adds time, so the
 fastest round is the closest to each method's own cost. A method whose warm-up already took longer
 than ``--slow-budget`` seconds (gudhi at n = 3000, typically) gets only that one measurement; one
 whose time is predicted (n² scaling from the previous n) or measured to exceed ``--skip-after``
@@ -45,7 +55,7 @@ from scipy.spatial.distance import pdist, squareform
 
 from topo_monitor import h0_death_times
 
-METHODS = ("ours", "gudhi", "scipy", "cdist")
+METHODS = ("ours", "gudhi", "scipy", "cdist", "alloc")
 GUDHI_TARGET = 50.0  # ours at least this many times faster than gudhi ...
 GUDHI_TARGET_N = 1000  # ... at this n
 CDIST_TARGET = 1.3  # ours at most this many times slower than torch.cdist ...
@@ -108,6 +118,7 @@ def bench_config(
         "gudhi": lambda: gudhi_run(points),
         "scipy": lambda: scipy_h0(points),
         "cdist": lambda: torch.cdist(X, X),
+        "alloc": lambda: torch.empty(n, n).fill_(0.0),
     }
     active = list(METHODS)
     if predicted_gudhi is not None and predicted_gudhi > args.skip_after:
@@ -190,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
 
     header = (
         f"{'n':>6} {'d':>5} {'ours ms':>10} {'gudhi ms':>10} {'scipy ms':>10} {'cdist ms':>10}"
-        f" {'gudhi/ours':>11} {'ours/cdist':>11}"
+        f" {'alloc ms':>9} {'gudhi/ours':>11} {'ours/cdist':>11}"
     )
     print()
     print(header)
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             r = results[n, d]
             print(
                 f"{n:>6} {d:>5} {fmt_ms(r['ours']):>10} {fmt_ms(r['gudhi']):>10}"
-                f" {fmt_ms(r['scipy']):>10} {fmt_ms(r['cdist']):>10}"
+                f" {fmt_ms(r['scipy']):>10} {fmt_ms(r['cdist']):>10} {fmt_ms(r['alloc']):>9}"
                 f" {fmt_ratio(r['gudhi'], r['ours']):>11} {fmt_ratio(r['ours'], r['cdist']):>11}"
             )
 

@@ -378,7 +378,7 @@ def nearest_forest(nearest: np.ndarray) -> np.ndarray:
     Pointer doubling, ⌈log₂ m⌉ vectorized rounds: after them every vertex has walked past the
     start of its cycle, and each vertex on a cycle has taken the minimum over all of it.
     """
-    jump, low = nearest.copy(), np.arange(len(nearest))
+    jump, low = nearest, np.arange(len(nearest))  # jump is rebound, never written
     for _ in range(max(1, (len(nearest) - 1).bit_length())):
         np.minimum(low, low[jump], out=low)  # the least of the first 2^(k+1) vertices of each walk
         jump = jump[jump]

@@ -105,7 +105,7 @@ def matrices(monkeypatch):
     and the matrices on which the trees of subsamples too large for those are searched."""
     sizes: list[int] = []
     stacked = dimension.stacked_squared_distances
-    prim = mst.prim_mst
+    prim, boruvka = mst.prim_mst, mst.boruvka_edges
 
     def stacked_spy(*args, **kwargs):
         out = stacked(*args, **kwargs)
@@ -116,8 +116,13 @@ def matrices(monkeypatch):
         sizes.append(D2.numel() * D2.element_size())
         return prim(D2)
 
+    def boruvka_spy(D2):
+        sizes.append(D2.nbytes)
+        return boruvka(D2)
+
     monkeypatch.setattr(dimension, "stacked_squared_distances", stacked_spy)
     monkeypatch.setattr(mst, "prim_mst", prim_spy)
+    monkeypatch.setattr(mst, "boruvka_edges", boruvka_spy)
     return sizes
 
 

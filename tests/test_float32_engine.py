@@ -21,6 +21,8 @@ import gudhi
 import numpy as np
 import pytest
 import torch
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from topo_monitor.tda import mst
 from topo_monitor.tda.persistence import h0_death_times, h0_death_times_many
@@ -167,11 +169,11 @@ def test_fallback_keeps_the_memory_bound(rng, monkeypatch):
     n = X.shape[0]
     monkeypatch.setattr(mst, "DENSE_BYTES", n * n * 4)
     ran: list[str] = []
-    for name in ("prim_mst", "prim_mst_from_points"):
+    for name in ("boruvka_edges", "prim_mst_from_points"):
         original = getattr(mst, name)
         monkeypatch.setattr(mst, name, lambda *a, _n=name, _o=original: ran.append(_n) or _o(*a))
     ours = h0_death_times(X)
-    assert ran == ["prim_mst", "prim_mst_from_points"]
+    assert ran == ["boruvka_edges", "prim_mst_from_points"]
     assert_float64_search_result(X.numpy(), ours)
 
 
@@ -236,21 +238,6 @@ def test_gram_rounding_holds_on_stress_clouds(rng):
         assert bool((np.abs(D2 - truth) <= allowed).all()), name
 
 
-def _is_tree_rooted_at_zero(parent: np.ndarray) -> bool:
-    """Every vertex reaches vertex 0 by its parents, and 0 is its own parent."""
-    depth = np.zeros(len(parent), dtype=bool)
-    depth[0] = parent[0] == 0
-    for v in range(1, len(parent)):
-        path, u = [], v
-        while not depth[u] and len(path) <= len(parent):
-            path.append(u)
-            u = parent[u]
-        if not depth[u]:
-            return False
-        depth[path] = True
-    return bool(depth.all())
-
-
 def triangular_lattice(k: int, angle: float, d: int = 4) -> np.ndarray:
     """k² points of a triangular lattice, rotated in the plane and set in d dimensions: each point
     is equally far from six others, in equilateral triangles."""
@@ -275,10 +262,10 @@ def triangular_lattice(k: int, angle: float, d: int = 4) -> np.ndarray:
         "clusters",
     ],
 )
-def test_prim_over_nearest_neighbour_components_finds_a_minimum_tree(rng, cloud):
-    """The CPU single-cloud search (Prim over the components of the nearest-neighbour forest)
-    returns a spanning tree rooted at 0 whose weight is the vertex-by-vertex Prim loop's, on
-    clouds full of ties (a grid, duplicates, equal gaps on a line) and of long chains."""
+def test_boruvka_finds_a_minimum_tree(rng, cloud):
+    """The CPU single-cloud search (Borůvka on the dense matrix) returns a spanning tree whose
+    weight is the vertex-by-vertex Prim loop's, on clouds full of ties (a grid, duplicates, equal
+    gaps on a line), of long chains, and of one or two points."""
     X = {
         "gaussian64": lambda: rng.standard_normal((700, 64)),
         "gaussian3": lambda: rng.standard_normal((700, 3)),
@@ -288,15 +275,19 @@ def test_prim_over_nearest_neighbour_components_finds_a_minimum_tree(rng, cloud)
         "two points": lambda: np.repeat(np.eye(2, 6), 300, axis=0),
         "line": lambda: np.cumsum(rng.integers(1, 3, 400))[:, None],
         "clusters": lambda: rng.standard_normal((500, 8)) + 40 * rng.integers(0, 4, (500, 1)),
+        "one point": lambda: np.ones((1, 3)),
+        "pair": lambda: np.eye(2, 3),
     }[cloud]()
     D2 = mst.squared_distances(torch.as_tensor(X, dtype=torch.float64)).numpy()
     before = D2.copy()
-    parent = mst._prim_groups_numpy(D2)
+    edges = mst.boruvka_edges(D2)
     np.testing.assert_array_equal(D2, before)  # the input is left as it was
-    assert _is_tree_rooted_at_zero(parent)
+    assert edges.shape == (len(D2) - 1, 2)
+    graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=D2.shape)
+    assert connected_components(graph, directed=False)[0] == 1  # m - 1 edges: a spanning tree
     vertices = np.arange(1, len(D2))
     reference = mst._prim_numpy(D2[None], parents=True)[0]
-    ours, theirs = D2[vertices, parent[1:]].sum(), D2[vertices, reference[1:]].sum()
+    ours, theirs = D2[edges[:, 0], edges[:, 1]].sum(), D2[vertices, reference[1:]].sum()
     assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
 
 

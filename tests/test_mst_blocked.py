@@ -23,9 +23,10 @@ def cloud_with_duplicates(rng: np.random.Generator, n: int, d: int) -> np.ndarra
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Names of the MST routines that ran, in order, while still running them."""
+    """Names of the MST routines that ran, in order, while still running them: the dense searches
+    (``boruvka_edges`` for one cloud on the CPU, ``prim_mst`` for a batch) and the points path."""
     calls: list[str] = []
-    for name in ("prim_mst", "prim_mst_from_points"):
+    for name in ("boruvka_edges", "prim_mst", "prim_mst_from_points"):
         original = getattr(mst, name)
 
         def wrapper(*args, _name=name, _original=original):
@@ -47,7 +48,7 @@ def test_points_path_equals_dense(rng, monkeypatch, spy, n, d, dtype):
     spy.clear()
     monkeypatch.setattr(mst, "DENSE_BYTES", 0)
     points = h0_death_times(X)
-    assert "prim_mst" not in spy and (n == 1 or "prim_mst_from_points" in spy)
+    assert spy == ["prim_mst_from_points"]
     assert points.dtype == dense.dtype and points.shape == (n - 1,)
     rtol = 1e-10 if dtype == np.float64 else 1e-6
     np.testing.assert_allclose(points.numpy(), dense.numpy(), rtol=rtol, atol=0)
@@ -76,10 +77,10 @@ def test_choice_switches_at_the_bound(rng, monkeypatch, spy, dtype):
     dense_bytes = n * n * 4
     monkeypatch.setattr(mst, "DENSE_BYTES", dense_bytes)
     at_bound = h0_death_times(X)
-    assert spy == ["prim_mst"]
+    assert spy == ["boruvka_edges"]
     monkeypatch.setattr(mst, "DENSE_BYTES", dense_bytes - 1)
     above = h0_death_times(X)
-    assert spy == ["prim_mst", "prim_mst_from_points"]
+    assert spy == ["boruvka_edges", "prim_mst_from_points"]
     np.testing.assert_allclose(above.numpy(), at_bound.numpy(), rtol=1e-12)
 
 

@@ -167,7 +167,7 @@ def test_fallback_keeps_the_memory_bound(rng, monkeypatch):
     # A matrix that fits in float32 but not in float64: the float64 search goes to the points.
     X = torch.from_numpy(tight_clusters_far_apart(rng))
     n = X.shape[0]
-    monkeypatch.setattr(mst, "DENSE_BYTES", n * n * 4)
+    monkeypatch.setattr(mst, "DENSE_BYTES", n * n * 4 * 3 // 2)
     ran: list[str] = []
     for name in ("boruvka_edges", "prim_mst_from_points"):
         original = getattr(mst, name)
@@ -289,6 +289,48 @@ def test_boruvka_finds_a_minimum_tree(rng, cloud):
     reference = mst._prim_numpy(D2[None], parents=True)[0]
     ours, theirs = D2[edges[:, 0], edges[:, 1]].sum(), D2[vertices, reference[1:]].sum()
     assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+
+
+def test_boruvka_on_many_small_float32_clouds(rng):
+    """Small random clouds with duplicates and integer coordinates (ties everywhere), on float32
+    Gram-form matrices (not symmetric to the last bit): always a spanning tree, whose weight under
+    the symmetrized matrix is Prim's up to that asymmetry on each edge."""
+    for _ in range(200):
+        n, d = int(rng.integers(2, 40)), int(rng.integers(1, 6))
+        X = rng.integers(0, 4, (n, d)).astype(np.float32) + rng.normal(size=(n, d)) * 1e-3
+        X[rng.integers(0, n, n // 3)] = X[0]
+        cloud, sq, _ = mst._prepare(torch.from_numpy(X), torch.float32)
+        D2 = mst._gram_one(cloud, sq).numpy()
+        edges = mst.boruvka_edges(D2)
+        graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=D2.shape)
+        assert len(edges) == n - 1 and connected_components(graph, directed=False)[0] == 1
+        symmetric = np.maximum(np.minimum(D2, D2.T), 0.0).astype(np.float64)  # as Prim wants
+        reference = mst._prim_numpy(symmetric[None], parents=True)[0]
+        ours = symmetric[edges[:, 0], edges[:, 1]].sum()
+        theirs = symmetric[np.arange(1, n), reference[1:]].sum()
+        asymmetry = np.abs(D2 - D2.T).max()
+        assert theirs - 1e-12 <= ours <= theirs + (n - 1) * asymmetry + 1e-12
+
+
+def test_component_minima_take_at_most_half_the_matrix(monkeypatch):
+    """The memory bound of ``mst.dense_fits``: the first minima matrix has one row per component
+    of the nearest-neighbour forest, at most m / 2 of them, reached when the points pair up."""
+    shapes: list[tuple[int, ...]] = []
+    contract = mst._contract
+
+
+    def spy(*args):
+        out = contract(*args)
+        shapes.append(out.shape)
+        return out
+
+    monkeypatch.setattr(mst, "_contract", spy)
+    pairs = np.repeat(np.arange(300.0)[:, None] * 10.0, 2, axis=0)
+    pairs[1::2] += 1.0  # 300 pairs, each point's nearest the other of its pair
+    D2 = mst.squared_distances(torch.from_numpy(pairs)).numpy()
+    edges = mst.boruvka_edges(D2)
+    assert shapes[0] == (300, 600)  # one row per pair: half the matrix
+    assert np.sort(np.sqrt(D2[edges[:, 0], edges[:, 1]])).tolist() == [1.0] * 300 + [9.0] * 299
 
 
 def test_forest_roots_every_cycle_at_its_lowest_vertex():

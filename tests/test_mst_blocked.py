@@ -70,11 +70,12 @@ def test_points_path_equals_gudhi(rng, monkeypatch, spy):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_choice_switches_at_the_bound(rng, monkeypatch, spy, dtype):
-    # The search matrix is float32 whatever the cloud's dtype: the bound is on n² float32 entries.
-    # (d = 16: no edge blind to float32, so no float64 search follows.)
+    # The search matrix is float32 whatever the cloud's dtype: the bound is on n² float32 entries
+    # and the component minima, at most n²/2 more. (d = 16: no edge blind to float32, so no
+    # float64 search follows.)
     n = 50
     X = torch.from_numpy(rng.normal(size=(n, 16))).to(dtype)
-    dense_bytes = n * n * 4
+    dense_bytes = n * n * 4 * 3 // 2
     monkeypatch.setattr(mst, "DENSE_BYTES", dense_bytes)
     at_bound = h0_death_times(X)
     assert spy == ["boruvka_edges"]

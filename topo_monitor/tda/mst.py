@@ -1,12 +1,13 @@
-"""The batched Prim engine: exact Euclidean minimum spanning trees of many clouds at once.
+"""The MST engine: exact Euclidean minimum spanning trees of many clouds at once.
 
 Every H0 bar of a Vietoris–Rips filtration dies at the length of an edge of a Euclidean MST, and
 PHdim needs the MST lengths of many subsamples: both are answered here, in torch on the cloud's
-device (NumPy for the CPU loop). Clouds of one shape go through batched tensor operations, so the
-classes of every block, or the subsamples of a PHdim fit, cost about as many operations as one
-cloud. One cloud on the CPU (the H0 of a whole cloud) takes a faster road: its Gram matrix with the
-norms inside the product and, for wide clouds, only half of it multiplied (:func:`_gram_one`), and
-Prim's loop over the components of the nearest-neighbour forest (:func:`_prim_groups_numpy`).
+device (NumPy for the CPU loop). Clouds of one shape go through batched tensor operations (Prim's
+algorithm, :func:`prim_mst`), so the classes of every block, or the subsamples of a PHdim fit, cost
+about as many operations as one cloud. One cloud on the CPU (the H0 of a whole cloud) takes a
+faster road: its Gram matrix with the norms inside the product and, for wide clouds, only half of
+it multiplied (:func:`_gram_one`), and Borůvka's algorithm on it (:func:`boruvka_edges`): two
+passes over the matrix and a few vectorized rounds, where Prim's loop takes a step per vertex.
 
 Float32 speed, float64 answers (:func:`mst_tree`). The tree is *searched* in float32, on squared
 distances in Gram form (one matrix product on the BLAS, the cloud centred first, in its own dtype,
@@ -18,11 +19,11 @@ cannot be trusted to that (edges too short for float32 to see, next to the cloud
 clusters far apart after centring, near-duplicates), the tree is searched again in float64
 (:data:`BLIND_SHARE`).
 
-A cloud whose dense matrix would exceed :data:`DENSE_BYTES` (n > 16384 in float32, n > 11585 for
-a float64 search) is not given one: the search goes to :func:`prim_mst_from_points`, Prim's
-algorithm with each distance row computed when it is needed, in O(n·d) memory. The dense path is
-kept below the bound because it is the faster: its loop reads n numbers per step where the other
-computes n distances.
+A cloud whose dense search would exceed :data:`DENSE_BYTES` (:func:`dense_fits`: n > 13377 in
+float32, n > 9459 for a float64 search) is not given a matrix: the search goes to
+:func:`prim_mst_from_points`, Prim's algorithm with each distance row computed when it is needed,
+in O(n·d) memory. The dense path is kept below the bound because it is the faster: it reads
+stored distances where the other computes them.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ CHUNK_ELEMENTS = 2**24
 """Batched Prim runs are split so that one run holds at most this many distance entries."""
 
 DENSE_BYTES = 2**30
-"""Largest dense distance matrix (bytes) that :func:`mst_tree` builds for one cloud.
+"""Most memory (bytes) that the dense search of one cloud may take (:func:`dense_fits`).
 
-1 GiB, as much as a monitor running beside training should borrow: n = 16384 points for the
-float32 search, 11585 for a float64 one. Above it the tree is found from the points
+1 GiB, as much as a monitor running beside training should borrow: the n×n matrix and, on the CPU,
+the row minima of its components (at most half as much again), so n = 13377 points for the
+float32 search, 9459 for a float64 one. Above it the tree is found from the points
 (:func:`prim_mst_from_points`), whose memory grows like n·d instead of n²: at n = 20000 the matrix
 alone would be 1.6 GB in float32, at 50000 10 GB. Below it the dense path is kept because it is
 faster wherever d is not tiny: measured on 2 busy CPU cores at n = 5000-10000, the points path took
@@ -87,6 +89,7 @@ __all__ = [
     "boruvka_edges",
     "by_shape",
     "chunks",
+    "dense_fits",
     "edge_lengths",
     "mst_edges",
     "mst_lengths",
@@ -568,20 +571,23 @@ def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     Returns
     -------
     edges : torch.Tensor, shape (G, max n_g - 1, 2), int64
-        ``[g, v - 1]`` is ``(v, parent of v)`` in cloud ``g``'s tree, for v = 1..n_g-1 (see
-        :func:`prim_mst`); rows beyond a smaller cloud's n_g - 1 are padding.
+        The n_g - 1 edges of cloud ``g``'s tree, as pairs of point indices in no particular order
+        (Prim's, :func:`prim_mst`, as ``(v, parent of v)`` for v = 1..n_g-1); rows beyond a
+        smaller cloud's n_g - 1 are padding.
     lengths : torch.Tensor, shape (G, max n_g - 1), :func:`work_dtype`
-        ``|x_v - x_parent|`` computed from the points (:func:`edge_lengths`); 0 on padding rows.
+        ``|x_i - x_j|`` of each edge, computed from the points (:func:`edge_lengths`); 0 on
+        padding rows.
 
     Notes
     -----
     The search runs in :func:`search_dtype` (float32 on CPUs and GPUs): on the dense Gram-form
-    squared distances of the prepared clouds, or, for a single cloud whose matrix would exceed
+    squared distances of the prepared clouds, or, for a single cloud whose search would exceed
     :data:`DENSE_BYTES`, on rows computed as needed (:func:`prim_mst_from_points`). Each squared
     distance it compares is within ``Δ = GRAM_ROUNDING · 2⁻²⁴ · 2 max_i |x_i - mean|²`` of the exact
-    one, so it returns an exact minimum spanning tree of weights within Δ of the true ones. What can
-    differ from an exact search is therefore only the tree, between edges whose squared lengths
-    agree to Δ, and each such exchange costs at most float32's rounding:
+    one, so every edge it takes (the lightest across a cut, in Prim's loop as in Borůvka's rounds)
+    is within 2Δ of the truly lightest across that cut. What can differ from an exact search is
+    therefore only the tree, between edges whose squared lengths agree to 2Δ, and each such
+    exchange costs at most float32's rounding:
     pairing every edge e of this tree with an edge of an exact MST no shorter than
     ``sqrt(l_e² - 2Δ)`` (the exchange property of spanning trees) gives
 
@@ -612,7 +618,7 @@ def _search(
     """The trees of :func:`mst_tree` found in ``dtype`` (edges (G, N - 1, 2)), and the clouds'
     largest squared norms (G,) after centring, for the rounding bound of that search."""
     n = clouds[0].shape[0]
-    if len(clouds) == 1 and n * n * dtype.itemsize > DENSE_BYTES:
+    if len(clouds) == 1 and not dense_fits(n, dtype):
         return prim_mst_from_points(clouds[0], dtype)[None], _prepare(clouds[0], dtype)[2][None]
     shapes = by_shape(clouds)
     if len(shapes) == 1:  # one batched product, no padding
@@ -631,6 +637,13 @@ def _search(
     if len(clouds) == 1 and D2.device.type == "cpu":
         return torch.from_numpy(boruvka_edges(D2[0].numpy()))[None], top
     return prim_mst(D2)[0], top
+
+
+def dense_fits(n: int, dtype: torch.dtype) -> bool:
+    """Whether the dense search of one cloud of ``n`` points in ``dtype`` fits :data:`DENSE_BYTES`:
+    its n×n matrix and the row minima of its components (:func:`boruvka_edges`), at most half as
+    many again, since every component of the nearest-neighbour forest holds two points or more."""
+    return 3 * n * n * dtype.itemsize <= 2 * DENSE_BYTES
 
 
 def _blind(lengths: torch.Tensor, top: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,11 @@ The reference code of Magai & Ayzenberg (2022) multiplies each lifespan by 0.5; 
 half of ours on the same cloud.
 
 H0 needs no simplicial complex: every H0 bar is born at 0 and dies at the length of an edge of a
-Euclidean minimum spanning tree, so the H0 barcode is computed exactly as an MST (Prim's algorithm
-searching in float32 on the dense distance matrix, in torch, on the cloud's device; for a cloud
-whose matrix would exceed ``mst.DENSE_BYTES``, on distance rows computed as needed; the tree's
-edges measured in float64). Higher dimensions go through gudhi.
+Euclidean minimum spanning tree, so the H0 barcode is computed exactly as an MST (searched in
+float32 on the dense distance matrix, on the cloud's device: Borůvka's algorithm for one cloud on
+the CPU, Prim's batched in torch otherwise; for a cloud whose search would exceed
+``mst.DENSE_BYTES``, Prim's on distance rows computed as needed; the tree's edges measured in
+float64). Higher dimensions go through gudhi.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Notes
     -----
-    O(n²·d) time; one n×n matrix of memory up to ``mst.DENSE_BYTES`` (1 GiB: n = 16384, the search
-    being in float32), O(n·d) above it (:func:`~topo_monitor.tda.mst.mst_tree`). No simplicial
+    O(n²·d) time; an n×n matrix (and at most half as much again) of memory up to
+    ``mst.DENSE_BYTES`` (1 GiB: n = 13377, the search being in float32), O(n·d) above it (:func:`~topo_monitor.tda.mst.mst_tree`). No simplicial
     complex is built. The tree is searched in float32 on squared distances, then every tree edge is
     measured directly as ``|x_i - x_j|``, in float64, so that duplicate points give exactly zero;
     what float32 may change is only the choice between edges whose lengths agree to float32

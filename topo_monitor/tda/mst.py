@@ -680,15 +680,15 @@ def edge_lengths(clouds: Sequence[torch.Tensor], edges: torch.Tensor) -> torch.T
         points = torch.cat([clouds[g] for g in rows]) if len(rows) > 1 else clouds[rows[0]]
         index = torch.tensor(rows, device=edges.device)
         offset = n * torch.arange(len(rows), device=edges.device)[:, None, None]
-        tree = (edges[index, : n - 1] + offset).reshape(-1, 2)
-        lengths = out.new_empty(len(tree))
+        ends = (edges[index, : n - 1] + offset).reshape(-1)  # both ends of each edge, in turn
+        lengths = out.new_empty(len(ends) // 2)
         step = max(1, EDGE_CHUNK // max(d, 1))
-        for start in range(0, len(tree), step):
-            part = tree[start : start + step]
+        for start in range(0, len(lengths), step):
+            pairs = points.index_select(0, ends[2 * start : 2 * (start + step)]).view(-1, 2, d)
             # One endpoint widened, the other promoted by the subtraction: the difference of
             # two float32 numbers is exact in float64, with one float64 temporary fewer.
-            diff = points.index_select(0, part[:, 0]).to(work) - points.index_select(0, part[:, 1])
-            lengths[start : start + len(part)] = torch.linalg.vector_norm(diff, dim=-1)
+            diff = pairs[:, 0].to(work) - pairs[:, 1]
+            lengths[start : start + len(diff)] = torch.linalg.vector_norm(diff, dim=-1)
         out[index, : n - 1] = lengths.reshape(len(rows), n - 1)
     return out
 

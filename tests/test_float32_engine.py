@@ -318,7 +318,6 @@ def test_component_minima_take_at_most_half_the_matrix(monkeypatch):
     shapes: list[tuple[int, ...]] = []
     contract = mst._contract
 
-
     def spy(*args):
         out = contract(*args)
         shapes.append(out.shape)

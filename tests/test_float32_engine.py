@@ -238,6 +238,12 @@ def test_gram_rounding_holds_on_stress_clouds(rng):
         assert bool((np.abs(D2 - truth) <= allowed).all()), name
 
 
+def spans(edges: np.ndarray, m: int) -> bool:
+    """Whether ``edges`` (m - 1 pairs) connect all m vertices: then they are a spanning tree."""
+    graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(m, m))
+    return len(edges) == m - 1 and connected_components(graph, directed=False)[0] == 1
+
+
 def triangular_lattice(k: int, angle: float, d: int = 4) -> np.ndarray:
     """k² points of a triangular lattice, rotated in the plane and set in d dimensions: each point
     is equally far from six others, in equilateral triangles."""
@@ -282,9 +288,7 @@ def test_boruvka_finds_a_minimum_tree(rng, cloud):
     before = D2.copy()
     edges = mst.boruvka_edges(D2)
     np.testing.assert_array_equal(D2, before)  # the input is left as it was
-    assert edges.shape == (len(D2) - 1, 2)
-    graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=D2.shape)
-    assert connected_components(graph, directed=False)[0] == 1  # m - 1 edges: a spanning tree
+    assert edges.shape == (len(D2) - 1, 2) and spans(edges, len(D2))
     vertices = np.arange(1, len(D2))
     reference = mst._prim_numpy(D2[None], parents=True)[0]
     ours, theirs = D2[edges[:, 0], edges[:, 1]].sum(), D2[vertices, reference[1:]].sum()
@@ -302,8 +306,7 @@ def test_boruvka_on_many_small_float32_clouds(rng):
         cloud, sq, _ = mst._prepare(torch.from_numpy(X), torch.float32)
         D2 = mst._gram_one(cloud, sq).numpy()
         edges = mst.boruvka_edges(D2)
-        graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=D2.shape)
-        assert len(edges) == n - 1 and connected_components(graph, directed=False)[0] == 1
+        assert spans(edges, n)
         symmetric = np.maximum(np.minimum(D2, D2.T), 0.0).astype(np.float64)  # as Prim wants
         reference = mst._prim_numpy(symmetric[None], parents=True)[0]
         ours = symmetric[edges[:, 0], edges[:, 1]].sum()

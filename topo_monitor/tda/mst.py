@@ -156,7 +156,8 @@ def _gram(Xc: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
     """``|x_i|² + |x_j|² - 2 x_i·x_j`` for clouds ``Xc`` (..., n, d) of squared norms ``sq``
     (..., n): one fused matrix product and one addition, no n×n temporaries. Not clamped: a
     search needs no more (Prim compares absolute values, and a vertex's own entry is never read
-    once it is in the tree). One cloud on the CPU goes to :func:`_gram_one`."""
+    once it is in the tree; Borůvka masks each component's own entries). One cloud on the CPU
+    goes to :func:`_gram_one`."""
     one_cloud = Xc.dim() == 2 or (Xc.dim() == 3 and Xc.shape[0] == 1)
     if one_cloud and Xc.device.type == "cpu":
         return _gram_one(Xc.reshape(Xc.shape[-2:]), sq.reshape(-1)).reshape(*sq.shape, -1)
@@ -294,7 +295,7 @@ def _prim_numpy(D2: np.ndarray, parents: bool) -> np.ndarray:
     closer = np.empty(best.shape, dtype=bool)
     for step in range(m - 1):
         np.abs(best, out=key)
-        if B == 1:  # one cloud (the H0 of a whole cloud): views, no fancy-indexing copies
+        if B == 1:  # one cloud: views, no fancy-indexing copies
             j = int(key[0].argmin())
             if not parents:
                 joins[0, step] = key[0, j]

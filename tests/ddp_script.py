@@ -85,6 +85,10 @@ def main(out_dir: str, devices: int = 2, probe_size: int | None = None, sharded:
     with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
         json.dump(result, f)
     print(f"rank {rank}: {METRIC} = {result['metric']!r}", flush=True)
+    # As torch asks: without it, gloo's threads can abort the exit ("terminate called without an
+    # active exception"; seen once on rank 1 of a loaded 2-core machine).
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from topo_monitor.tda import mst
 from topo_monitor.tda.persistence import h0_death_times, h0_death_times_many
@@ -128,25 +128,45 @@ def test_float64_cloud_searched_in_float32_keeps_float64_deaths(rng, searches, d
     np.testing.assert_allclose(ours.numpy(), gudhi_deaths(X), rtol=1e-12, atol=0)
 
 
-def tight_clusters_far_apart(rng: np.random.Generator) -> np.ndarray:
-    """Three clusters of spread 1e-3, 1e3 apart: even after centring, the edges within a cluster
+def tight_clusters_far_apart(rng: np.random.Generator, sizes=(100, 100, 100)) -> np.ndarray:
+    """Clusters of spread 1e-3, 1e3 apart: even after centring, the edges within a cluster
     (squared lengths ~1e-5) are far below the float32 rounding of the squared distances
     (Δ ~ 1e-6 · 1e6 · d). In float64 they are resolved to about 1e-4 of their squared length."""
-    centres = 1e3 * rng.normal(size=(3, 8))
-    return np.concatenate([c + 1e-3 * rng.normal(size=(100, 8)) for c in centres])
+    centres = 1e3 * rng.normal(size=(len(sizes), 8))
+    return np.concatenate(
+        [c + 1e-3 * rng.normal(size=(k, 8)) for c, k in zip(centres, sizes, strict=True)]
+    )
 
 
-def assert_float64_search_result(X: np.ndarray, deaths: torch.Tensor) -> None:
-    """E of a float64 search: within its own rounding bound of gudhi's, and 1e-9 of E."""
+@pytest.fixture
+def searched(monkeypatch):
+    """The sizes of the clouds given to each float64 search, in order."""
+    calls: list[list[int]] = []
+    original = mst._search
+
+    def spy(clouds, dtype):
+        if dtype == torch.float64:
+            calls.append(sorted(len(c) for c in clouds))
+        return original(clouds, dtype)
+
+    monkeypatch.setattr(mst, "_search", spy)
+    return calls
+
+
+def assert_repaired(X: np.ndarray, deaths: torch.Tensor, exact: int) -> None:
+    """Deaths of a tree whose blind neighbourhoods were searched again in float64: the ``exact``
+    smallest (the edges within them) are gudhi's to float64 rounding; E is within the float32
+    bound of the other edges, and the target."""
     expected = gudhi_deaths(X)
-    lengths = deaths.double().numpy()
-    error = abs(lengths.sum() - expected.sum())
-    assert error <= rounding_bound(X, lengths, unit=2.0**-53) + 1e-13 * expected.sum()
-    assert error <= 1e-9 * expected.sum()
+    ours = deaths.double().numpy()
+    np.testing.assert_allclose(ours[:exact], expected[:exact], rtol=1e-12, atol=0)
+    error = abs(ours.sum() - expected.sum())
+    assert error <= rounding_bound(X, ours[exact:]) + 1e-12 * expected.sum()
+    assert error <= TARGET * expected.sum()
 
 
 @pytest.mark.parametrize("dense", [True, False])
-def test_cancellation_falls_back_to_the_float64_search(rng, monkeypatch, searches, dense):
+def test_blind_neighbourhoods_are_searched_again_in_float64(rng, monkeypatch, searched, dense):
     X = tight_clusters_far_apart(rng)
     cloud = torch.from_numpy(X)
     expected = gudhi_deaths(X)
@@ -156,33 +176,86 @@ def test_cancellation_falls_back_to_the_float64_search(rng, monkeypatch, searche
     edges, _ = mst._search([cloud], torch.float32)
     blind = mst.edge_lengths([cloud], edges)[0].numpy().sum()
     assert abs(blind - expected.sum()) > 10 * TARGET * expected.sum()
-    # ... so mst_tree searches again in float64, and gets gudhi's E to float64 rounding.
-    searches.clear()
+    # ... so mst_tree searches each cluster again in float64 (not the whole cloud), and keeps
+    # the two edges between the clusters, which float32 measures well.
+    searched.clear()
     ours = h0_death_times(cloud)
-    assert searches == [torch.float32, torch.float64]
-    assert_float64_search_result(X, ours)
+    assert searched == [[100, 100, 100]]
+    assert_repaired(X, ours, exact=297)
+
+
+def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searched):
+    # Triples of points 1e-7 apart in a Gaussian cloud: float32 cannot tell which two of a triple
+    # are closest, so each triple (and only it) is searched in float64, and the deaths within
+    # the triples are gudhi's. (Which point of a triple the tree leaves it by is a near-tie at
+    # 1e-7 that float32 does not resolve either; that costs less than its rounding bound.)
+    X = rng.normal(size=(400, 3))
+    X[300:] = X[:50].repeat(2, axis=0) + 1e-7 * rng.normal(size=(100, 3))
+    ours = h0_death_times(X)
+    assert searched == [[3] * 50]
+    assert_repaired(X, ours, exact=100)
+    # Without the repair the float32 tree takes other edges within the triples.
+    monkeypatch.setattr(mst, "repair_blind", lambda *args: None)
+    unrepaired = h0_death_times(X).numpy()
+    assert not np.allclose(unrepaired[:100], gudhi_deaths(X)[:100], rtol=1e-3, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_blind_neighbourhoods_are_searched_again_on_cuda(rng, searched):
+    near = rng.normal(size=(400, 3))
+    near[300:] = near[:50].repeat(2, axis=0) + 1e-7 * rng.normal(size=(100, 3))
+    for X, exact, sizes in [
+        (near, 100, [[3] * 50]),
+        (tight_clusters_far_apart(rng), 297, [[100, 100, 100]]),
+    ]:
+        searched.clear()
+        ours = h0_death_times(torch.from_numpy(X).cuda())
+        assert ours.is_cuda and searched == sizes
+        assert_repaired(X, ours.cpu(), exact)
+
+
+def test_duplicates_need_no_search(rng, searched):
+    # Exact duplicates: every tree among them has length 0, as float32 finds it.
+    X = np.repeat(rng.normal(size=(100, 3)), 4, axis=0)
+    ours = h0_death_times(X)
+    assert searched == []
+    np.testing.assert_allclose(ours.numpy(), gudhi_deaths(X), rtol=1e-12, atol=0)
+
+
+def test_low_dimensional_cloud_is_exact_at_float32_speed(rng, searched):
+    # In 2 dimensions many nearest pairs are blind to float32 (a tenth of the edges here):
+    # each small neighbourhood is searched in float64, never the cloud, and the whole tree is a
+    # minimum one (against SciPy's, on the float64 matrix).
+    X = rng.normal(size=(2000, 2))
+    edges, lengths = mst.mst_tree([torch.from_numpy(X)])
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    expected = minimum_spanning_tree(D).data
+    np.testing.assert_allclose(np.sort(lengths[0].numpy()), np.sort(expected), rtol=1e-12)
+    sizes = [k for part in searched for k in part]
+    assert len(sizes) > 10 and max(sizes) < 20
+    assert spans(edges[0].numpy(), len(X))
 
 
 def test_fallback_keeps_the_memory_bound(rng, monkeypatch):
-    # A matrix that fits in float32 but not in float64: the float64 search goes to the points.
-    X = torch.from_numpy(tight_clusters_far_apart(rng))
-    n = X.shape[0]
-    monkeypatch.setattr(mst, "DENSE_BYTES", n * n * 4 * 3 // 2)
+    # A neighbourhood whose float64 matrix would not fit where the float32 one of the whole cloud
+    # does: its float64 search goes to the points.
+    X = tight_clusters_far_apart(rng, sizes=(300, 1, 1))
+    monkeypatch.setattr(mst, "DENSE_BYTES", 3 * 302 * 302 * 4 // 2)
     ran: list[str] = []
     for name in ("boruvka_edges", "prim_mst_from_points"):
         original = getattr(mst, name)
         monkeypatch.setattr(mst, name, lambda *a, _n=name, _o=original: ran.append(_n) or _o(*a))
     ours = h0_death_times(X)
     assert ran == ["boruvka_edges", "prim_mst_from_points"]
-    assert_float64_search_result(X.numpy(), ours)
+    assert_repaired(X, ours, exact=299)
 
 
-def test_only_the_blind_cloud_of_a_batch_is_searched_again(rng, searches):
+def test_only_the_blind_cloud_of_a_batch_is_searched_again(rng, searched):
     clouds_ = [rng.normal(size=(300, 16)), tight_clusters_far_apart(rng), rng.normal(size=(290, 8))]
     ours = h0_death_times_many(clouds_)
-    assert searches == [torch.float32, torch.float64]
+    assert searched == [[100, 100, 100]]
     np.testing.assert_allclose(ours[0].numpy(), gudhi_deaths(clouds_[0]), rtol=1e-12, atol=0)
-    assert_float64_search_result(clouds_[1], ours[1])
+    assert_repaired(clouds_[1], ours[1], exact=297)
     np.testing.assert_allclose(ours[2].numpy(), gudhi_deaths(clouds_[2]), rtol=1e-12, atol=0)
 
 
@@ -333,6 +406,19 @@ def test_component_minima_take_at_most_half_the_matrix(monkeypatch):
     edges = mst.boruvka_edges(D2)
     assert shapes[0] == (300, 600)  # one row per pair: half the matrix
     assert np.sort(np.sqrt(D2[edges[:, 0], edges[:, 1]])).tolist() == [1.0] * 300 + [9.0] * 299
+
+
+def test_dense_bound_counts_the_minima_only_on_the_cpu():
+    # 1 GiB: the matrix and half as much again for Borůvka's minima on the CPU; the matrix alone
+    # for a GPU's Prim.
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for n, dtype, device in [
+        (13377, torch.float32, cpu),
+        (9459, torch.float64, cpu),
+        (16384, torch.float32, gpu),
+        (11585, torch.float64, gpu),
+    ]:
+        assert mst.dense_fits(n, dtype, device) and not mst.dense_fits(n + 1, dtype, device)
 
 
 def test_forest_roots_every_cycle_at_its_lowest_vertex():

@@ -15,12 +15,12 @@ and scaled by a power of two, so that no value leaves float32's range); only its
 then *measured*, in float64, as ``|x_i - x_j|`` from the points. Every length, and so E0, the H0
 deaths and everything computed from them, is exact to float64 rounding; what float32 can change is
 only which tree is found, among edges whose lengths agree to float32 rounding. Where the search
-cannot be trusted to that (edges too short for float32 to see, next to the cloud's extent: tight
-clusters far apart after centring, near-duplicates), the tree is searched again in float64
-(:data:`BLIND_SHARE`).
+cannot be trusted to that (edges too short for float32 to see, next to the cloud's extent:
+near-duplicates, the closest pairs of a low-dimensional cloud, tight clusters far apart), those
+neighbourhoods alone are searched again in float64 (:func:`repair_blind`).
 
 A cloud whose dense search would exceed :data:`DENSE_BYTES` (:func:`dense_fits`: n > 13377 in
-float32, n > 9459 for a float64 search) is not given a matrix: the search goes to
+float32 on the CPU, 16384 on a GPU) is not given a matrix: the search goes to
 :func:`prim_mst_from_points`, Prim's algorithm with each distance row computed when it is needed,
 in O(n·d) memory. The dense path is kept below the bound because it is the faster: it reads
 stored distances where the other computes them.
@@ -45,13 +45,13 @@ DENSE_BYTES = 2**30
 
 1 GiB, as much as a monitor running beside training should borrow: the n×n matrix and, on the CPU,
 the row minima of its components (at most half as much again), so n = 13377 points for the
-float32 search, 9459 for a float64 one. Above it the tree is found from the points
-(:func:`prim_mst_from_points`), whose memory grows like n·d instead of n²: at n = 20000 the matrix
-alone would be 1.6 GB in float32, at 50000 10 GB. Below it the dense path is kept because it is
-faster wherever d is not tiny: measured on 2 busy CPU cores at n = 5000-10000, the points path took
-0.9× the dense time at d = 16, 1.4-1.6× at d = 64, 2-4× at d = 256 and 5-8× at d = 1024 (it reads
-the whole cloud at every step). A chunk of several clouds never reaches the bound: it holds at most
-:data:`CHUNK_ELEMENTS` entries.
+float32 search on the CPU (9459 in float64), 16384 on a GPU (11585). Above it the tree is found
+from the points (:func:`prim_mst_from_points`), whose memory grows like n·d instead of n²: at
+n = 20000 the matrix alone would be 1.6 GB in float32, at 50000 10 GB. Below it the dense path is
+kept because it is faster wherever d is not tiny: measured on 2 busy CPU cores at n = 5000-10000,
+the points path took 0.9× the dense time at d = 16, 1.4-1.6× at d = 64, 2-4× at d = 256 and 5-8×
+at d = 1024 (it reads the whole cloud at every step). A chunk of several clouds never reaches
+the bound: it holds at most :data:`CHUNK_ELEMENTS` entries.
 """
 
 EDGE_CHUNK = 2**16
@@ -66,22 +66,16 @@ distance. Measured: at most 7 (160,000 pairs of Gaussian, ReLU and offset clouds
 MKL): the rounding of the norms dominates, not the length of the dot products.
 """
 
-BLIND_SHARE = 1e-6
-"""Share of a tree's length on edges blind to float32 above which it is searched again in float64.
-
-An edge is *blind* when its squared length is below :data:`BLIND_FACTOR` Δ (Δ of
-:data:`GRAM_ROUNDING`, at the cloud's largest norm): float32 holds fewer than 5 correct bits of
-it, and could as well have taken a very different edge. Such edges carry a negligible share of E0
-(a few near-duplicates in a wide cloud) or a large one (tight clusters far apart, even after
-centring); above this share the float32 tree is not kept.
-"""
-
 BLIND_FACTOR = 32.0
-"""A tree edge is blind to the float32 search when its squared length is below this many Δ."""
+"""A tree edge is *blind* to the float32 search when its squared length is below this many Δ.
+
+Δ is the rounding of :data:`GRAM_ROUNDING` at the cloud's largest norm: float32 holds fewer than
+5 correct bits of such an edge, and could as well have taken a very different one
+(:func:`repair_blind` searches its neighbourhood again in float64).
+"""
 
 __all__ = [
     "BLIND_FACTOR",
-    "BLIND_SHARE",
     "CHUNK_ELEMENTS",
     "DENSE_BYTES",
     "EDGE_CHUNK",
@@ -97,6 +91,7 @@ __all__ = [
     "nearest_forest",
     "prim_mst",
     "prim_mst_from_points",
+    "repair_blind",
     "search_dtype",
     "squared_distances",
     "stacked_squared_distances",
@@ -595,42 +590,126 @@ def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
         E - E_min <= sum over the tree's edges of (l_e - sqrt(max(l_e² - 2Δ, 0))),
 
     about Δ / l_e per edge, and in practice far less (only actual near-ties exchange edges; on
-    Gaussian clouds the float64 search finds the same tree). Where that bound is not small because
-    edges are blind to float32 (:data:`BLIND_SHARE`), the cloud is searched again in the work
-    dtype (dense if its float64 matrix fits :data:`DENSE_BYTES`, from its points otherwise), where
-    the same bound holds with float64's rounding (2⁻⁵³ in place of 2⁻²⁴ in Δ: 2²⁹ times smaller).
+    Gaussian clouds the float64 search finds the same tree). That bound is useless for an edge too
+    short for float32 to see (*blind*, :data:`BLIND_FACTOR`): the neighbourhoods that such edges
+    join are searched again in the work dtype (:func:`repair_blind`), and their edges are then
+    those of an exact search (the same bound with float64's rounding, 2⁻⁵³ in place of 2⁻²⁴ in Δ).
     """
     device = clouds[0].device
     search, work = search_dtype(device), work_dtype(device)
     edges, top = _search(clouds, search)
     lengths = edge_lengths(clouds, edges)
     if search != work:
-        for g in torch.nonzero(_blind(lengths, top)).flatten().tolist():  # one host sync
-            n = clouds[g].shape[0]
-            again, _ = _search([clouds[g]], work)
-            edges[g, : n - 1] = again[0]
-            lengths[g, : n - 1] = edge_lengths([clouds[g]], again)[0]
+        repair_blind(clouds, edges, lengths, top)
     return edges, lengths
 
 
+def repair_blind(
+    clouds: Sequence[torch.Tensor], edges: torch.Tensor, lengths: torch.Tensor, top: torch.Tensor
+) -> None:
+    """Search again in float64 the parts of float32 trees that float32 could not see; in place.
+
+    Parameters
+    ----------
+    clouds : sequence of G tensors of shapes (n_g, d_g), on one device
+    edges : torch.Tensor, shape (G, N - 1, 2), int64
+        Their trees as found by the float32 search (:func:`mst_tree`); rewritten where repaired.
+    lengths : torch.Tensor, shape (G, N - 1), :func:`work_dtype`
+        The edges' lengths (:func:`edge_lengths`); rewritten with the edges.
+    top : torch.Tensor, shape (G,)
+        The largest squared norm of each centred cloud, which sets the search's rounding Δ.
+
+    Notes
+    -----
+    A *neighbourhood* is a part of a tree joined by blind edges (squared length below
+    :data:`BLIND_FACTOR` Δ). Within it the float32 tree may be far from minimal; outside it, it
+    is not: every pair of points leaving a neighbourhood is at least (BLIND_FACTOR - 2) Δ long
+    (the tree path between them crosses a non-blind edge, and a tree edge is within 2Δ of the
+    lightest across its cut). An exact tree of each neighbourhood (whose edges are no longer than
+    the float32 tree's there), joined by the float32 tree's other edges, is therefore a spanning
+    tree in which every edge is again within 2Δ of the lightest across its cut, and no edge within
+    a neighbourhood is left to float32's rounding. Neighbourhoods of two points (one edge,
+    so already exact) or of duplicates only (every edge 0) are left as they are. The others are
+    searched in :func:`work_dtype`, each centred on itself, a batch of similar sizes at a time.
+
+    Such neighbourhoods are small where only a few points are that close: the nearest pairs of a
+    low-dimensional cloud, a few near-duplicates. Measured on 2 cores, 3000 Gaussian points in
+    d = 2 or 3 (a sixth of their tree's edges blind at d = 2): 23-26 ms in all, against 52-59 ms
+    when the whole cloud was searched again (``torch.cdist``: 15-18 ms). Tight clusters far
+    apart cost a float64 search of each cluster.
+    """
+    device = edges.device
+    delta = GRAM_ROUNDING * 2.0**-24 * 2.0 * top
+    size = torch.tensor([c.shape[0] for c in clouds], device=device)
+    real = torch.arange(edges.shape[1], device=device) < size[:, None] - 1  # padding rows: no
+    blind = (lengths.square() < BLIND_FACTOR * delta[:, None]) & real
+    for g in torch.nonzero(blind.sum(dim=1) > 1).flatten().tolist():  # one host sync
+        rows = torch.nonzero(blind[g]).flatten()
+        pairs, short = edges[g, rows].cpu().numpy(), lengths[g, rows].cpu().numpy()
+        points, sizes, hood_edges = _neighbourhoods(pairs, short, len(clouds[g]))
+        found, start = [], 0
+        for k, count in zip(*np.unique(-sizes, return_counts=True), strict=True):
+            k = int(-k)  # neighbourhoods of k points, `count` of them, as rows of an index
+            index = torch.from_numpy(points[start : start + k * count].reshape(count, k))
+            start += k * count
+            for part in torch.split(index.to(device), max(1, CHUNK_ELEMENTS // (k * k))):
+                tree, _ = _search(clouds[g][part], work_dtype(device))
+                found.append(part.gather(1, tree.reshape(len(part), -1)).reshape(-1, 2))
+        if found:
+            edges[g, rows[torch.from_numpy(hood_edges).to(device)]] = torch.cat(found)
+            n = len(clouds[g])
+            lengths[g, : n - 1] = edge_lengths([clouds[g]], edges[g : g + 1, : n - 1])[0]
+
+
+def _neighbourhoods(
+    pairs: np.ndarray, lengths: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The neighbourhoods that blind tree edges ``pairs`` (k, 2) of ``lengths`` (k,) join among
+    ``n`` points and that need a search: three points or more, not all duplicates.
+
+    Returns their points, one neighbourhood after the other, largest first; the size of each; and
+    the positions in ``pairs`` of their edges, in the same order (n_h - 1 edges each, since the
+    tree spans every neighbourhood).
+    """
+    from scipy.sparse import coo_array  # SciPy's sparse module loads only where needed
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    size = np.bincount(label)
+    longest = np.zeros(len(size))
+    np.maximum.at(longest, label[pairs[:, 0]], lengths)
+    wanted = np.flatnonzero((size >= 3) & (longest > 0))
+    wanted = wanted[np.argsort(-size[wanted], kind="stable")]
+    rank = np.full(len(size), len(wanted))  # past the last: not searched
+    rank[wanted] = np.arange(len(wanted))
+
+    def grouped(labels: np.ndarray) -> np.ndarray:
+        """Positions of the items of searched neighbourhoods, by the rank of theirs."""
+        keep = np.flatnonzero(rank[labels] < len(wanted))
+        return keep[np.argsort(rank[labels[keep]], kind="stable")]
+
+    return grouped(label), size[wanted], grouped(label[pairs[:, 0]])
+
+
 def _search(
-    clouds: Sequence[torch.Tensor], dtype: torch.dtype
+    clouds: Sequence[torch.Tensor] | torch.Tensor, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The trees of :func:`mst_tree` found in ``dtype`` (edges (G, N - 1, 2)), and the clouds'
-    largest squared norms (G,) after centring, for the rounding bound of that search."""
+    largest squared norms (G,) after centring, for the rounding bound of that search. Clouds of
+    one shape may come stacked, as one tensor (G, n, d)."""
     n = clouds[0].shape[0]
-    if len(clouds) == 1 and not dense_fits(n, dtype):
+    if len(clouds) == 1 and not dense_fits(n, dtype, clouds[0].device):
         return prim_mst_from_points(clouds[0], dtype)[None], _prepare(clouds[0], dtype)[2][None]
-    shapes = by_shape(clouds)
-    if len(shapes) == 1:  # one batched product, no padding
-        batch = torch.stack(list(clouds)) if len(clouds) > 1 else clouds[0][None]
+    batch = _stacked(clouds)
+    if batch is not None:  # one batched product, no padding
         cloud, sq, top = _prepare(batch, dtype)
         D2 = _gram(cloud, sq)
     else:
         N = max(c.shape[0] for c in clouds)
         D2 = clouds[0].new_full((len(clouds), N, N), math.inf, dtype=dtype)
         top = clouds[0].new_empty(len(clouds), dtype=work_dtype(clouds[0].device))
-        for (m, _), members in shapes.items():
+        for (m, _), members in by_shape(clouds).items():
             cloud, sq, tops = _prepare(torch.stack([clouds[g] for g in members]), dtype)
             index = torch.tensor(members, device=D2.device)
             D2[index, :m, :m] = _gram(cloud, sq)
@@ -640,19 +719,23 @@ def _search(
     return prim_mst(D2)[0], top
 
 
-def dense_fits(n: int, dtype: torch.dtype) -> bool:
+def _stacked(clouds: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor | None:
+    """Clouds of one shape as one tensor (G, n, d), without a copy for a single cloud; ``None``
+    if their shapes differ."""
+    if isinstance(clouds, torch.Tensor):
+        return clouds
+    if len(by_shape(clouds)) > 1:
+        return None
+    return torch.stack(list(clouds)) if len(clouds) > 1 else clouds[0][None]
+
+
+def dense_fits(n: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether the dense search of one cloud of ``n`` points in ``dtype`` fits :data:`DENSE_BYTES`:
-    its n×n matrix and the row minima of its components (:func:`boruvka_edges`), at most half as
-    many again, since every component of the nearest-neighbour forest holds two points or more."""
-    return 3 * n * n * dtype.itemsize <= 2 * DENSE_BYTES
-
-
-def _blind(lengths: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """Which trees (G,) have more than :data:`BLIND_SHARE` of their length on edges too short for
-    a float32 search of clouds whose largest squared norms are ``top``."""
-    delta = GRAM_ROUNDING * 2.0**-24 * 2.0 * top
-    blind = lengths.square() < BLIND_FACTOR * delta[:, None]
-    return (lengths * blind).sum(dim=1) > BLIND_SHARE * lengths.sum(dim=1)
+    its n×n matrix and, on the CPU, the row minima of its components (:func:`boruvka_edges`), at
+    most half as many again, since every component of the nearest-neighbour forest holds two
+    points or more. Elsewhere the search is Prim's (:func:`prim_mst`), on the matrix alone."""
+    halves = 3 if device.type == "cpu" else 2
+    return halves * n * n * dtype.itemsize <= 2 * DENSE_BYTES
 
 
 def edge_lengths(clouds: Sequence[torch.Tensor], edges: torch.Tensor) -> torch.Tensor:

@@ -166,7 +166,14 @@ def assert_repaired(X: np.ndarray, deaths: torch.Tensor, exact: int) -> None:
 
 
 @pytest.mark.parametrize("dense", [True, False])
-def test_blind_neighbourhoods_are_searched_again_in_float64(rng, monkeypatch, searched, dense):
+@pytest.mark.parametrize("gram", [False, True])
+def test_blind_neighbourhoods_are_searched_again_in_float64(
+    rng, monkeypatch, searched, dense, gram
+):
+    # The closest ends between two clusters measured pair by pair, or found in Gram form (in
+    # blocks of 64 pairs).
+    monkeypatch.setattr(mst, "GRAM_PAIRS", 0 if gram else 10**4)
+    monkeypatch.setattr(mst, "PAIR_WINDOW", 64 if gram else mst.PAIR_WINDOW)
     X = tight_clusters_far_apart(rng)
     cloud = torch.from_numpy(X)
     expected = gudhi_deaths(X)
@@ -184,7 +191,12 @@ def test_blind_neighbourhoods_are_searched_again_in_float64(rng, monkeypatch, se
     assert_repaired(X, ours, exact=297)
 
 
-def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searched):
+@pytest.mark.parametrize("window, gram", [(2**20, 2**14), (7, 2**14), (2**20, 0)])
+def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searched, window, gram):
+    # Windows of 7 pairs: an edge's candidate pairs split between windows; or every edge's
+    # closest ends in Gram form.
+    monkeypatch.setattr(mst, "PAIR_WINDOW", window)
+    monkeypatch.setattr(mst, "GRAM_PAIRS", gram)
     # Triples of points 1e-7 apart in a Gaussian cloud: float32 cannot tell which two of a triple
     # are closest, so each triple (and only it) is searched in float64, and the deaths within
     # the triples are gudhi's. (Which point of a triple the tree leaves it by is a near-tie at
@@ -212,6 +224,22 @@ def test_blind_neighbourhoods_are_searched_again_on_cuda(rng, searched):
         ours = h0_death_times(torch.from_numpy(X).cuda())
         assert ours.is_cuda and searched == sizes
         assert_repaired(X, ours.cpu(), exact)
+
+
+@pytest.mark.parametrize("window, gram", [(2**20, 2**14), (3, 2**14), (2**20, 0)])
+def test_edges_leave_near_duplicates_by_their_closest_points(rng, monkeypatch, window, gram):
+    monkeypatch.setattr(mst, "PAIR_WINDOW", window)  # 3: an edge's pairs split between windows
+    monkeypatch.setattr(mst, "GRAM_PAIRS", gram)  # 0: all closest ends in Gram form
+    # Five copies of each of 100 points on a line, half of them moved by 1e-7 (float32's
+    # resolution there): seen from outside, the copies are equally far to float32, so which one
+    # an edge leaves them by is chosen on exact lengths ...
+    X = np.repeat(rng.normal(size=(100, 1)), 5, axis=0)
+    X = (X + (rng.random((500, 1)) < 0.5) * rng.normal(size=(500, 1)) * 1e-7).astype(np.float32)
+    E = gudhi_deaths(X).sum()
+    assert abs(h0_death_times(X).double().sum().item() - E) <= 1e-8 * E
+    # ... where float32's choice was off by about 1e-6 of E.
+    monkeypatch.setattr(mst._Neighbourhoods, "closest_ends", lambda self, cloud, tree: tree)
+    assert abs(h0_death_times(X).double().sum().item() - E) > 1e-7 * E
 
 
 def test_duplicates_need_no_search(rng, searched):

@@ -17,7 +17,7 @@ deaths and everything computed from them, is exact to float64 rounding; what flo
 only which tree is found, among edges whose lengths agree to float32 rounding. Where the search
 cannot be trusted to that (edges too short for float32 to see, next to the cloud's extent:
 near-duplicates, the closest pairs of a low-dimensional cloud, tight clusters far apart), those
-neighbourhoods alone are searched again in float64 (:func:`repair_blind`).
+neighbourhoods alone are redone exactly (:func:`repair_blind`).
 
 A cloud whose dense search would exceed :data:`DENSE_BYTES` (:func:`dense_fits`: n > 13377 in
 float32 on the CPU, 16384 on a GPU) is not given a matrix: the search goes to
@@ -71,7 +71,7 @@ BLIND_FACTOR = 32.0
 
 Δ is the rounding of :data:`GRAM_ROUNDING` at the cloud's largest norm: float32 holds fewer than
 5 correct bits of such an edge, and could as well have taken a very different one
-(:func:`repair_blind` searches its neighbourhood again in float64).
+(:func:`repair_blind` redoes its neighbourhood exactly).
 """
 
 __all__ = [
@@ -79,7 +79,9 @@ __all__ = [
     "CHUNK_ELEMENTS",
     "DENSE_BYTES",
     "EDGE_CHUNK",
+    "GRAM_PAIRS",
     "GRAM_ROUNDING",
+    "PAIR_WINDOW",
     "boruvka_edges",
     "by_shape",
     "chunks",
@@ -89,6 +91,7 @@ __all__ = [
     "mst_lengths",
     "mst_tree",
     "nearest_forest",
+    "pair_lengths",
     "prim_mst",
     "prim_mst_from_points",
     "repair_blind",
@@ -591,9 +594,10 @@ def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 
     about Δ / l_e per edge, and in practice far less (only actual near-ties exchange edges; on
     Gaussian clouds the float64 search finds the same tree). That bound is useless for an edge too
-    short for float32 to see (*blind*, :data:`BLIND_FACTOR`): the neighbourhoods that such edges
-    join are searched again in the work dtype (:func:`repair_blind`), and their edges are then
-    those of an exact search (the same bound with float64's rounding, 2⁻⁵³ in place of 2⁻²⁴ in Δ).
+    short for float32 to see (*blind*, :data:`BLIND_FACTOR`), and near such edges:
+    :func:`repair_blind` searches the neighbourhoods that they join again in the work dtype, and
+    moves the edges that leave a neighbourhood to its exactly closest points (the same bound then
+    holds there with float64's rounding, 2⁻⁵³ in place of 2⁻²⁴ in Δ).
     """
     device = clouds[0].device
     search, work = search_dtype(device), work_dtype(device)
@@ -607,7 +611,7 @@ def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 def repair_blind(
     clouds: Sequence[torch.Tensor], edges: torch.Tensor, lengths: torch.Tensor, top: torch.Tensor
 ) -> None:
-    """Search again in float64 the parts of float32 trees that float32 could not see; in place.
+    """Redo exactly the parts of float32 trees that float32 could not see; in place.
 
     Parameters
     ----------
@@ -622,74 +626,164 @@ def repair_blind(
     Notes
     -----
     A *neighbourhood* is a part of a tree joined by blind edges (squared length below
-    :data:`BLIND_FACTOR` Δ). Within it the float32 tree may be far from minimal; outside it, it
-    is not: every pair of points leaving a neighbourhood is at least (BLIND_FACTOR - 2) Δ long
-    (the tree path between them crosses a non-blind edge, and a tree edge is within 2Δ of the
-    lightest across its cut). An exact tree of each neighbourhood (whose edges are no longer than
-    the float32 tree's there), joined by the float32 tree's other edges, is therefore a spanning
-    tree in which every edge is again within 2Δ of the lightest across its cut, and no edge within
-    a neighbourhood is left to float32's rounding. Neighbourhoods of two points (one edge,
-    so already exact) or of duplicates only (every edge 0) are left as they are. The others are
-    searched in :func:`work_dtype`, each centred on itself, a batch of similar sizes at a time.
+    :data:`BLIND_FACTOR` Δ); every point outside them is a neighbourhood of its own. Within one,
+    the float32 tree may be far from minimal. Between them it is not: every pair of points
+    leaving a neighbourhood is at least (BLIND_FACTOR - 2) Δ long (the tree path between them
+    crosses a non-blind edge, and a tree edge is within 2Δ of the lightest across its cut). So:
 
-    Such neighbourhoods are small where only a few points are that close: the nearest pairs of a
-    low-dimensional cloud, a few near-duplicates. Measured on 2 cores, 3000 Gaussian points in
-    d = 2 or 3 (a sixth of their tree's edges blind at d = 2): 23-26 ms in all, against 52-59 ms
-    when the whole cloud was searched again (``torch.cdist``: 15-18 ms). Tight clusters far
-    apart cost a float64 search of each cluster.
+    1. each neighbourhood of three points or more (not all duplicates, whose every tree has
+       length 0) gets an exact tree of its own, searched in :func:`work_dtype` and centred on
+       itself, a batch of one size at a time; its edges are no longer than the float32 tree's
+       there;
+    2. each other edge keeps the two neighbourhoods it joins, but its ends become the closest
+       pair between them, measured exactly: where a neighbourhood's points are nearly equally far
+       from the other end (near-duplicates), float32 could not choose among them.
+
+    The result is a spanning tree in which every edge is again within 2Δ of the lightest across
+    its cut, and nothing within a neighbourhood, nor which of its points an edge leaves it by, is
+    left to float32's rounding. It costs little where few points are that close (the nearest
+    pairs of a low-dimensional cloud, a few near-duplicates): measured on 2 cores, 3000 Gaussian
+    points in d = 2 or 3 (a sixth of their tree's edges blind at d = 2) took 23-26 ms in all,
+    against 52-59 ms when the whole cloud was searched again in float64 (``torch.cdist``: 15-18
+    ms). Tight clusters far apart cost a float64 search of each cluster.
     """
     device = edges.device
     delta = GRAM_ROUNDING * 2.0**-24 * 2.0 * top
     size = torch.tensor([c.shape[0] for c in clouds], device=device)
     real = torch.arange(edges.shape[1], device=device) < size[:, None] - 1  # padding rows: no
     blind = (lengths.square() < BLIND_FACTOR * delta[:, None]) & real
-    for g in torch.nonzero(blind.sum(dim=1) > 1).flatten().tolist():  # one host sync
-        rows = torch.nonzero(blind[g]).flatten()
-        pairs, short = edges[g, rows].cpu().numpy(), lengths[g, rows].cpu().numpy()
-        points, sizes, hood_edges = _neighbourhoods(pairs, short, len(clouds[g]))
-        found, start = [], 0
-        for k, count in zip(*np.unique(-sizes, return_counts=True), strict=True):
-            k = int(-k)  # neighbourhoods of k points, `count` of them, as rows of an index
-            index = torch.from_numpy(points[start : start + k * count].reshape(count, k))
-            start += k * count
-            for part in torch.split(index.to(device), max(1, CHUNK_ELEMENTS // (k * k))):
-                tree, _ = _search(clouds[g][part], work_dtype(device))
-                found.append(part.gather(1, tree.reshape(len(part), -1)).reshape(-1, 2))
-        if found:
-            edges[g, rows[torch.from_numpy(hood_edges).to(device)]] = torch.cat(found)
-            n = len(clouds[g])
-            lengths[g, : n - 1] = edge_lengths([clouds[g]], edges[g : g + 1, : n - 1])[0]
+    for g in torch.nonzero(blind.any(dim=1)).flatten().tolist():  # one host sync
+        n = len(clouds[g])
+        tree = edges[g, : n - 1].cpu().numpy()
+        hoods = _Neighbourhoods(tree, lengths[g, : n - 1].cpu().numpy(), blind[g, : n - 1].cpu())
+        if not hoods.wide.any():
+            continue  # duplicates only: every choice among them is exact
+        tree = hoods.searched_trees(clouds[g], tree)
+        tree = hoods.closest_ends(clouds[g], tree)
+        edges[g, : n - 1] = torch.from_numpy(tree).to(device)
+        lengths[g, : n - 1] = edge_lengths([clouds[g]], edges[g : g + 1, : n - 1])[0]
 
 
-def _neighbourhoods(
-    pairs: np.ndarray, lengths: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The neighbourhoods that blind tree edges ``pairs`` (k, 2) of ``lengths`` (k,) join among
-    ``n`` points and that need a search: three points or more, not all duplicates.
+PAIR_WINDOW = 2**20
+"""Candidate pairs measured at a time where :func:`repair_blind` picks an edge's closest ends."""
 
-    Returns their points, one neighbourhood after the other, largest first; the size of each; and
-    the positions in ``pairs`` of their edges, in the same order (n_h - 1 edges each, since the
-    tree spans every neighbourhood).
+GRAM_PAIRS = 2**14
+"""An edge between neighbourhoods with more candidate pairs than this gets its closest ends from
+a float64 matrix product (:func:`_closest_pair`), not by measuring every pair."""
+
+
+class _Neighbourhoods:
+    """The neighbourhoods of one float32 tree (:func:`repair_blind`), and the two repairs.
+
+    Parameters
+    ----------
+    tree : numpy.ndarray, shape (n - 1, 2)
+    lengths : numpy.ndarray, shape (n - 1,)
+    blind : torch.Tensor, shape (n - 1,), bool
     """
-    from scipy.sparse import coo_array  # SciPy's sparse module loads only where needed
-    from scipy.sparse.csgraph import connected_components
 
-    graph = coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    size = np.bincount(label)
-    longest = np.zeros(len(size))
-    np.maximum.at(longest, label[pairs[:, 0]], lengths)
-    wanted = np.flatnonzero((size >= 3) & (longest > 0))
-    wanted = wanted[np.argsort(-size[wanted], kind="stable")]
-    rank = np.full(len(size), len(wanted))  # past the last: not searched
-    rank[wanted] = np.arange(len(wanted))
+    def __init__(self, tree: np.ndarray, lengths: np.ndarray, blind: torch.Tensor) -> None:
+        from scipy.sparse import coo_array  # SciPy's sparse module loads only where needed
+        from scipy.sparse.csgraph import connected_components
 
-    def grouped(labels: np.ndarray) -> np.ndarray:
-        """Positions of the items of searched neighbourhoods, by the rank of theirs."""
-        keep = np.flatnonzero(rank[labels] < len(wanted))
-        return keep[np.argsort(rank[labels[keep]], kind="stable")]
+        n = len(tree) + 1
+        self.blind = blind.numpy()
+        pairs = tree[self.blind]
+        graph = coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, self.label = connected_components(graph, directed=False)
+        self.size = np.bincount(self.label)
+        longest = np.zeros(len(self.size))
+        np.maximum.at(longest, self.label[pairs[:, 0]], lengths[self.blind])
+        self.wide = longest > 0  # two points or more, not all duplicates
+        self.members = np.argsort(self.label, kind="stable")  # one neighbourhood after another
+        self.start = np.concatenate([[0], np.cumsum(self.size)[:-1]])
 
-    return grouped(label), size[wanted], grouped(label[pairs[:, 0]])
+    def points(self, hoods: np.ndarray, k: int) -> np.ndarray:
+        """The points of neighbourhoods ``hoods`` of ``k`` points each, shape (len(hoods), k)."""
+        return self.members[self.start[hoods][:, None] + np.arange(k)]
+
+    def searched_trees(self, cloud: torch.Tensor, tree: np.ndarray) -> np.ndarray:
+        """``tree`` with an exact tree in each wide neighbourhood of three points or more."""
+        hoods = np.flatnonzero(self.wide & (self.size >= 3))
+        if len(hoods) == 0:
+            return tree
+        tree = tree.copy()
+        # The tree spans each neighbourhood: its blind edges there, n_h - 1, are the ones replaced.
+        inside = np.flatnonzero(self.blind & np.isin(self.label[tree[:, 0]], hoods))
+        slots = inside[np.argsort(self.label[tree[inside, 0]], kind="stable")]
+        found = {}
+        for k in np.unique(self.size[hoods]).tolist():
+            group = hoods[self.size[hoods] == k]
+            index = torch.from_numpy(self.points(group, k)).to(cloud.device)
+            per = max(1, CHUNK_ELEMENTS // (k * k))  # a batch of dense searches, as in chunks()
+            for low in range(0, len(group), per):
+                part = index[low : low + per]
+                local, _ = _search(cloud[part], work_dtype(cloud.device))
+                ends = part.gather(1, local.reshape(len(part), -1)).reshape(len(part), -1, 2)
+                found.update(zip(group[low : low + per].tolist(), ends.cpu().numpy(), strict=True))
+        tree[slots] = np.concatenate([found[h] for h in np.unique(self.label[tree[slots, 0]])])
+        return tree
+
+    def closest_ends(self, cloud: torch.Tensor, tree: np.ndarray) -> np.ndarray:
+        """``tree`` with each non-blind edge that touches a wide neighbourhood moved to the
+        closest pair of points of the two neighbourhoods it joins: by their exact lengths, a
+        window of :data:`PAIR_WINDOW` pairs at a time, for the many small neighbourhoods; in
+        float64 Gram form (:func:`_closest_pair`) between two large ones."""
+        first, second = self.label[tree[:, 0]], self.label[tree[:, 1]]
+        moved = np.flatnonzero(~self.blind & (self.wide[first] | self.wide[second]))
+        if len(moved) == 0:
+            return tree
+        tree = tree.copy()
+        large = self.size[first[moved]] * self.size[second[moved]] > GRAM_PAIRS
+        for edge in moved[large]:
+            tree[edge] = _closest_pair(cloud, *(self.points_of(h) for h in tree[edge]))
+        moved = moved[~large]
+        a, b = first[moved], second[moved]
+        width = self.size[b]
+        offset = np.concatenate([[0], np.cumsum(self.size[a] * width)])
+        best = np.full(len(moved), np.inf)
+        ends = tree[moved].copy()
+        for low in range(0, int(offset[-1]), PAIR_WINDOW):
+            pair = np.arange(low, min(int(offset[-1]), low + PAIR_WINDOW))
+            edge = np.searchsorted(offset, pair, side="right") - 1
+            step = pair - offset[edge]
+            u = self.members[self.start[a[edge]] + step // width[edge]]
+            v = self.members[self.start[b[edge]] + step % width[edge]]
+            ends_ = torch.from_numpy(np.stack([u, v], axis=1).reshape(-1)).to(cloud.device)
+            length = pair_lengths(cloud, ends_).cpu().numpy()
+            order = np.lexsort((length, edge))  # by edge, shortest first
+            head = order[np.flatnonzero(np.diff(edge[order], prepend=-1))]
+            better = length[head] < best[edge[head]]
+            best[edge[head[better]]] = length[head[better]]
+            ends[edge[head[better]]] = np.stack([u[head[better]], v[head[better]]], axis=1)
+        tree[moved] = ends
+        return tree
+
+    def points_of(self, point: int) -> np.ndarray:
+        """The points of the neighbourhood of ``point``."""
+        hood = self.label[point]
+        return self.members[self.start[hood] : self.start[hood] + self.size[hood]]
+
+
+def _closest_pair(cloud: torch.Tensor, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The closest pair (shape (2,)) between rows ``first`` and rows ``second`` of ``cloud``, on
+    squared distances in :func:`work_dtype`, Gram form, both sets centred on their joint mean:
+    matrix products where measuring every pair would gather |first|·|second|·d coordinates. A
+    block of rows of at most :data:`PAIR_WINDOW` pairs at a time; the lowest pair on ties."""
+    work = work_dtype(cloud.device)
+    x, y = (cloud[torch.from_numpy(p).to(cloud.device)].to(work) for p in (first, second))
+    centre = torch.cat([x, y]).mean(dim=0)
+    x, y = x - centre, y - centre
+    x_sq, y_sq = (x * x).sum(dim=1), (y * y).sum(dim=1)
+    best, pair = math.inf, (0, 0)
+    step = max(1, PAIR_WINDOW // len(y))
+    for low in range(0, len(x), step):
+        block = torch.addmm(y_sq[None, :], x[low : low + step], y.T, alpha=-2.0)
+        block += x_sq[low : low + step, None]
+        at = int(block.argmin())
+        if float(block.view(-1)[at]) < best:
+            best, pair = float(block.view(-1)[at]), (low + at // len(y), at % len(y))
+    return np.array([first[pair[0]], second[pair[1]]])
 
 
 def _search(
@@ -758,23 +852,31 @@ def edge_lengths(clouds: Sequence[torch.Tensor], edges: torch.Tensor) -> torch.T
     """
     work = work_dtype(edges.device)
     out = torch.zeros(edges.shape[:2], dtype=work, device=edges.device)
-    for (n, d), rows in by_shape(clouds).items():
+    for (n, _), rows in by_shape(clouds).items():
         # The clouds of one shape as one table of points, each edge's ends as row numbers in it:
         # plain row gathers (index_select), not a 3-index gather.
         points = torch.cat([clouds[g] for g in rows]) if len(rows) > 1 else clouds[rows[0]]
         index = torch.tensor(rows, device=edges.device)
         offset = n * torch.arange(len(rows), device=edges.device)[:, None, None]
         ends = (edges[index, : n - 1] + offset).reshape(-1)  # both ends of each edge, in turn
-        lengths = out.new_empty(len(ends) // 2)
-        step = max(1, EDGE_CHUNK // max(d, 1))
-        for start in range(0, len(lengths), step):
-            pairs = points.index_select(0, ends[2 * start : 2 * (start + step)]).view(-1, 2, d)
-            # One endpoint widened, the other promoted by the subtraction: the difference of
-            # two float32 numbers is exact in float64, with one float64 temporary fewer.
-            diff = pairs[:, 0].to(work) - pairs[:, 1]
-            lengths[start : start + len(diff)] = torch.linalg.vector_norm(diff, dim=-1)
-        out[index, : n - 1] = lengths.reshape(len(rows), n - 1)
+        out[index, : n - 1] = pair_lengths(points, ends).reshape(len(rows), n - 1)
     return out
+
+
+def pair_lengths(points: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """``|x_i - x_j|`` in :func:`work_dtype` for pairs of rows of ``points`` (m, d), given as
+    ``ends`` (2P,): i₀, j₀, i₁, j₁, ...; shape (P,). A slice of :data:`EDGE_CHUNK` coordinates at
+    a time (:func:`edge_lengths`)."""
+    work, d = work_dtype(points.device), points.shape[1]
+    lengths = torch.empty(len(ends) // 2, dtype=work, device=points.device)
+    step = max(1, EDGE_CHUNK // max(d, 1))
+    for start in range(0, len(lengths), step):
+        pairs = points.index_select(0, ends[2 * start : 2 * (start + step)]).view(-1, 2, d)
+        # One endpoint widened, the other promoted by the subtraction: the difference of two
+        # float32 numbers is exact in float64, with one float64 temporary fewer.
+        diff = pairs[:, 0].to(work) - pairs[:, 1]
+        lengths[start : start + len(diff)] = torch.linalg.vector_norm(diff, dim=-1)
+    return lengths
 
 
 def mst_edges(clouds: Sequence[torch.Tensor]) -> torch.Tensor:

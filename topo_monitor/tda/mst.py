@@ -655,7 +655,9 @@ def repair_blind(
     for g in torch.nonzero(blind.any(dim=1)).flatten().tolist():  # one host sync
         n = len(clouds[g])
         tree = edges[g, : n - 1].cpu().numpy()
-        hoods = _Neighbourhoods(tree, lengths[g, : n - 1].cpu().numpy(), blind[g, : n - 1].cpu())
+        hoods = _Neighbourhoods(
+            tree, lengths[g, : n - 1].cpu().numpy(), blind[g, : n - 1].cpu().numpy()
+        )
         if not hoods.wide.any():
             continue  # duplicates only: every choice among them is exact
         tree = hoods.searched_trees(clouds[g], tree)
@@ -679,15 +681,15 @@ class _Neighbourhoods:
     ----------
     tree : numpy.ndarray, shape (n - 1, 2)
     lengths : numpy.ndarray, shape (n - 1,)
-    blind : torch.Tensor, shape (n - 1,), bool
+    blind : numpy.ndarray, shape (n - 1,), bool
     """
 
-    def __init__(self, tree: np.ndarray, lengths: np.ndarray, blind: torch.Tensor) -> None:
+    def __init__(self, tree: np.ndarray, lengths: np.ndarray, blind: np.ndarray) -> None:
         from scipy.sparse import coo_array  # SciPy's sparse module loads only where needed
         from scipy.sparse.csgraph import connected_components
 
         n = len(tree) + 1
-        self.blind = blind.numpy()
+        self.blind = blind
         pairs = tree[self.blind]
         graph = coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
         _, self.label = connected_components(graph, directed=False)
@@ -749,8 +751,8 @@ class _Neighbourhoods:
             step = pair - offset[edge]
             u = self.members[self.start[a[edge]] + step // width[edge]]
             v = self.members[self.start[b[edge]] + step % width[edge]]
-            ends_ = torch.from_numpy(np.stack([u, v], axis=1).reshape(-1)).to(cloud.device)
-            length = pair_lengths(cloud, ends_).cpu().numpy()
+            flat = torch.from_numpy(np.stack([u, v], axis=1).reshape(-1)).to(cloud.device)
+            length = pair_lengths(cloud, flat).cpu().numpy()
             order = np.lexsort((length, edge))  # by edge, shortest first
             head = order[np.flatnonzero(np.diff(edge[order], prepend=-1))]
             better = length[head] < best[edge[head]]
@@ -781,8 +783,9 @@ def _closest_pair(cloud: torch.Tensor, first: np.ndarray, second: np.ndarray) ->
         block = torch.addmm(y_sq[None, :], x[low : low + step], y.T, alpha=-2.0)
         block += x_sq[low : low + step, None]
         at = int(block.argmin())
-        if float(block.view(-1)[at]) < best:
-            best, pair = float(block.view(-1)[at]), (low + at // len(y), at % len(y))
+        value = float(block.view(-1)[at])
+        if value < best:
+            best, pair = value, (low + at // len(y), at % len(y))
     return np.array([first[pair[0]], second[pair[1]]])
 
 

@@ -250,7 +250,7 @@ def test_duplicates_need_no_search(rng, searched):
     np.testing.assert_allclose(ours.numpy(), gudhi_deaths(X), rtol=1e-12, atol=0)
 
 
-def test_low_dimensional_cloud_is_exact_at_float32_speed(rng, searched):
+def test_low_dimensional_cloud_is_exact_searching_small_neighbourhoods_only(rng, searched):
     # In 2 dimensions many nearest pairs are blind to float32 (a tenth of the edges here):
     # each small neighbourhood is searched in float64, never the cloud, and the whole tree is a
     # minimum one (against SciPy's, on the float64 matrix).

@@ -79,22 +79,20 @@ REGIMES = {
 """The glibc settings of each allocator regime, set in its child's environment."""
 
 
+def gudhi_run(points: np.ndarray):
+    """The timed part of gudhi: build the 1-skeleton and compute its persistence; returns the
+    simplex tree."""
+    import gudhi
+
+    tree = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
+    tree.compute_persistence()
+    return tree
+
+
 def gudhi_h0(points: np.ndarray) -> np.ndarray:
     """Finite H0 deaths of the Rips filtration by gudhi, sorted."""
-    import gudhi
-
-    tree = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
-    tree.compute_persistence()
-    bars = tree.persistence_intervals_in_dimension(0)
+    bars = gudhi_run(points).persistence_intervals_in_dimension(0)
     return np.sort(bars[np.isfinite(bars[:, 1]), 1])
-
-
-def gudhi_run(points: np.ndarray) -> None:
-    """The timed part of gudhi: build the 1-skeleton and compute its persistence."""
-    import gudhi
-
-    tree = gudhi.RipsComplex(points=points).create_simplex_tree(max_dimension=1)
-    tree.compute_persistence()
 
 
 def scipy_h0(points: np.ndarray) -> np.ndarray:

@@ -50,17 +50,22 @@ def rounding_bound(X: np.ndarray, lengths: np.ndarray, unit: float = 2.0**-24) -
 
 
 @pytest.fixture
-def searches(monkeypatch):
-    """The dtypes of the tree searches that ran, in order."""
-    calls: list[torch.dtype] = []
+def searches(monkeypatch) -> list[tuple[torch.dtype, list[int]]]:
+    """The tree searches that ran, in order: each one's dtype and the sizes of its clouds."""
+    calls: list[tuple[torch.dtype, list[int]]] = []
     original = mst._search
 
     def spy(clouds, dtype):
-        calls.append(dtype)
+        calls.append((dtype, sorted(len(c) for c in clouds)))
         return original(clouds, dtype)
 
     monkeypatch.setattr(mst, "_search", spy)
     return calls
+
+
+def float64_sizes(searches: list[tuple[torch.dtype, list[int]]]) -> list[list[int]]:
+    """The sizes of the clouds given to each float64 search among ``searches``."""
+    return [sizes for dtype, sizes in searches if dtype == torch.float64]
 
 
 def grid(shape: tuple[int, ...]) -> np.ndarray:
@@ -123,7 +128,7 @@ def test_float64_cloud_searched_in_float32_keeps_float64_deaths(rng, searches, d
     # measured in float64, agrees with gudhi to float64 rounding.
     X = rng.normal(size=(120, d))
     ours = h0_death_times(X)
-    assert searches[0] == torch.float32
+    assert searches[0][0] == torch.float32
     assert ours.dtype == torch.float64
     np.testing.assert_allclose(ours.numpy(), gudhi_deaths(X), rtol=1e-12, atol=0)
 
@@ -136,21 +141,6 @@ def tight_clusters_far_apart(rng: np.random.Generator, sizes=(100, 100, 100)) ->
     return np.concatenate(
         [c + 1e-3 * rng.normal(size=(k, 8)) for c, k in zip(centres, sizes, strict=True)]
     )
-
-
-@pytest.fixture
-def searched(monkeypatch):
-    """The sizes of the clouds given to each float64 search, in order."""
-    calls: list[list[int]] = []
-    original = mst._search
-
-    def spy(clouds, dtype):
-        if dtype == torch.float64:
-            calls.append(sorted(len(c) for c in clouds))
-        return original(clouds, dtype)
-
-    monkeypatch.setattr(mst, "_search", spy)
-    return calls
 
 
 def assert_repaired(X: np.ndarray, deaths: torch.Tensor, exact: int) -> None:
@@ -168,7 +158,7 @@ def assert_repaired(X: np.ndarray, deaths: torch.Tensor, exact: int) -> None:
 @pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("gram", [False, True])
 def test_blind_neighbourhoods_are_searched_again_in_float64(
-    rng, monkeypatch, searched, dense, gram
+    rng, monkeypatch, searches, dense, gram
 ):
     # The closest ends between two clusters measured pair by pair, or found in Gram form (in
     # blocks of 64 pairs).
@@ -185,14 +175,14 @@ def test_blind_neighbourhoods_are_searched_again_in_float64(
     assert abs(blind - expected.sum()) > 10 * TARGET * expected.sum()
     # ... so mst_tree searches each cluster again in float64 (not the whole cloud), and keeps
     # the two edges between the clusters, which float32 measures well.
-    searched.clear()
+    searches.clear()
     ours = h0_death_times(cloud)
-    assert searched == [[100, 100, 100]]
+    assert float64_sizes(searches) == [[100, 100, 100]]
     assert_repaired(X, ours, exact=297)
 
 
 @pytest.mark.parametrize("window, gram", [(2**20, 2**14), (7, 2**14), (2**20, 0)])
-def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searched, window, gram):
+def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searches, window, gram):
     # Windows of 7 pairs: an edge's candidate pairs split between windows; or every edge's
     # closest ends in Gram form.
     monkeypatch.setattr(mst, "PAIR_WINDOW", window)
@@ -204,7 +194,7 @@ def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searched, 
     X = rng.normal(size=(400, 3))
     X[300:] = X[:50].repeat(2, axis=0) + 1e-7 * rng.normal(size=(100, 3))
     ours = h0_death_times(X)
-    assert searched == [[3] * 50]
+    assert float64_sizes(searches) == [[3] * 50]
     assert_repaired(X, ours, exact=100)
     # Without the repair the float32 tree takes other edges within the triples.
     monkeypatch.setattr(mst, "repair_blind", lambda *args: None)
@@ -213,16 +203,16 @@ def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searched, 
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_blind_neighbourhoods_are_searched_again_on_cuda(rng, searched):
+def test_blind_neighbourhoods_are_searched_again_on_cuda(rng, searches):
     near = rng.normal(size=(400, 3))
     near[300:] = near[:50].repeat(2, axis=0) + 1e-7 * rng.normal(size=(100, 3))
     for X, exact, sizes in [
         (near, 100, [[3] * 50]),
         (tight_clusters_far_apart(rng), 297, [[100, 100, 100]]),
     ]:
-        searched.clear()
+        searches.clear()
         ours = h0_death_times(torch.from_numpy(X).cuda())
-        assert ours.is_cuda and searched == sizes
+        assert ours.is_cuda and float64_sizes(searches) == sizes
         assert_repaired(X, ours.cpu(), exact)
 
 
@@ -242,15 +232,15 @@ def test_edges_leave_near_duplicates_by_their_closest_points(rng, monkeypatch, w
     assert abs(h0_death_times(X).double().sum().item() - E) > 1e-7 * E
 
 
-def test_duplicates_need_no_search(rng, searched):
+def test_duplicates_need_no_search(rng, searches):
     # Exact duplicates: every tree among them has length 0, as float32 finds it.
     X = np.repeat(rng.normal(size=(100, 3)), 4, axis=0)
     ours = h0_death_times(X)
-    assert searched == []
+    assert float64_sizes(searches) == []
     np.testing.assert_allclose(ours.numpy(), gudhi_deaths(X), rtol=1e-12, atol=0)
 
 
-def test_low_dimensional_cloud_is_exact_searching_small_neighbourhoods_only(rng, searched):
+def test_low_dimensional_cloud_is_exact_searching_small_neighbourhoods_only(rng, searches):
     # In 2 dimensions many nearest pairs are blind to float32 (a tenth of the edges here):
     # each small neighbourhood is searched in float64, never the cloud, and the whole tree is a
     # minimum one (against SciPy's, on the float64 matrix).
@@ -259,7 +249,7 @@ def test_low_dimensional_cloud_is_exact_searching_small_neighbourhoods_only(rng,
     D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
     expected = minimum_spanning_tree(D).data
     np.testing.assert_allclose(np.sort(lengths[0].numpy()), np.sort(expected), rtol=1e-12)
-    sizes = [k for part in searched for k in part]
+    sizes = [k for part in float64_sizes(searches) for k in part]
     assert len(sizes) > 10 and max(sizes) < 20
     assert spans(edges[0].numpy(), len(X))
 
@@ -310,10 +300,10 @@ def test_fallback_keeps_the_memory_bound(rng, monkeypatch):
     assert_repaired(X, ours, exact=299)
 
 
-def test_only_the_blind_cloud_of_a_batch_is_searched_again(rng, searched):
+def test_only_the_blind_cloud_of_a_batch_is_searched_again(rng, searches):
     clouds_ = [rng.normal(size=(300, 16)), tight_clusters_far_apart(rng), rng.normal(size=(290, 8))]
     ours = h0_death_times_many(clouds_)
-    assert searched == [[100, 100, 100]]
+    assert float64_sizes(searches) == [[100, 100, 100]]
     np.testing.assert_allclose(ours[0].numpy(), gudhi_deaths(clouds_[0]), rtol=1e-12, atol=0)
     assert_repaired(clouds_[1], ours[1], exact=297)
     np.testing.assert_allclose(ours[2].numpy(), gudhi_deaths(clouds_[2]), rtol=1e-12, atol=0)
@@ -330,7 +320,7 @@ def test_lowered_matmul_precision_searches_in_float64(rng, searches):
         ours = h0_death_times(X)
     finally:
         torch.set_float32_matmul_precision(previous)
-    assert searches == [torch.float64]
+    assert [dtype for dtype, _ in searches] == [torch.float64]
     np.testing.assert_allclose(ours.numpy(), gudhi_deaths(X), rtol=1e-12, atol=0)
     assert mst.search_dtype(torch.device("cpu")) == torch.float32
 

@@ -654,16 +654,17 @@ def repair_blind(
     blind = (lengths.square() < BLIND_FACTOR * delta[:, None]) & real
     for g in torch.nonzero(blind.any(dim=1)).flatten().tolist():  # one host sync
         n = len(clouds[g])
-        tree = edges[g, : n - 1].cpu().numpy()
+        found = edges[g, : n - 1].cpu().numpy()
         hoods = _Neighbourhoods(
-            tree, lengths[g, : n - 1].cpu().numpy(), blind[g, : n - 1].cpu().numpy()
+            found, lengths[g, : n - 1].cpu().numpy(), blind[g, : n - 1].cpu().numpy()
         )
         if not hoods.wide.any():
             continue  # duplicates only: every choice among them is exact
-        tree = hoods.searched_trees(clouds[g], tree)
-        tree = hoods.closest_ends(clouds[g], tree)
-        edges[g, : n - 1] = torch.from_numpy(tree).to(device)
-        lengths[g, : n - 1] = edge_lengths([clouds[g]], edges[g : g + 1, : n - 1])[0]
+        tree = hoods.closest_ends(clouds[g], hoods.searched_trees(clouds[g], found))
+        changed = np.flatnonzero((tree != found).any(axis=1))  # only these are measured again
+        rows, ends = (torch.from_numpy(a).to(device) for a in (changed, tree[changed]))
+        edges[g, rows] = ends
+        lengths[g, rows] = pair_lengths(clouds[g], ends.reshape(-1))
 
 
 PAIR_WINDOW = 2**20

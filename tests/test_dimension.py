@@ -116,9 +116,9 @@ def matrices(monkeypatch):
         sizes.append(D2.numel() * D2.element_size())
         return prim(D2)
 
-    def boruvka_spy(D2):
+    def boruvka_spy(D2, nearest=None):
         sizes.append(D2.nbytes)
-        return boruvka(D2)
+        return boruvka(D2, nearest)
 
     monkeypatch.setattr(dimension, "stacked_squared_distances", stacked_spy)
     monkeypatch.setattr(mst, "prim_mst", prim_spy)

@@ -438,6 +438,34 @@ def test_boruvka_on_many_small_float32_clouds(rng):
         assert theirs - 1e-12 <= ours <= theirs + (n - 1) * asymmetry + 1e-12
 
 
+@pytest.mark.parametrize("d", [1, 2, 5, 31, 32, 64])
+def test_nearest_found_with_the_matrix(rng, monkeypatch, d):
+    """Below NARROW_DIM the first Borůvka pass is made block by block as the matrix is computed:
+    each entry off the diagonal within the float32 rounding of the exact squared distance, the
+    diagonal inf, and each row's nearest neighbour the one a pass over the whole matrix finds
+    (first index on ties: duplicates), so that Borůvka finds the same tree. From NARROW_DIM on the
+    pass is left to ``boruvka_edges``. Blocks of 7 rows: a block ends mid-way through a run of
+    duplicates, and the last block is short."""
+    monkeypatch.setattr(mst, "BLOCK_BYTES", 7 * 300 * 4)
+    X = np.round(rng.standard_normal((300, d)), 1)
+    X[::5] = X[1::5]  # duplicates: ties at distance 0
+    cloud, sq, _ = mst._prepare(torch.from_numpy(X.astype(np.float32)), torch.float32)
+    D2, nearest = mst._gram_nearest(cloud, sq)
+    if d >= mst.NARROW_DIM:
+        assert nearest is None
+        np.testing.assert_array_equal(D2, mst._gram_one(cloud, sq).numpy())
+        return
+    exact = mst.squared_distances(cloud.double()).numpy()
+    delta = mst.GRAM_ROUNDING * 2.0**-24 * 2.0 * sq.max().item()
+    off = ~np.eye(300, dtype=bool)
+    assert np.abs(D2[off] - exact[off]).max() <= delta
+    assert np.isinf(np.diagonal(D2)).all()
+    np.testing.assert_array_equal(nearest, D2.argmin(axis=1))
+    edges = mst.boruvka_edges(D2, nearest)
+    assert spans(edges, 300)
+    np.testing.assert_array_equal(edges, mst.boruvka_edges(D2))
+
+
 def test_component_minima_take_at_most_half_the_matrix(monkeypatch):
     """The memory bound of ``mst.dense_fits``: the first minima matrix has one row per component
     of the nearest-neighbour forest, at most m / 2 of them, reached when the points pair up."""

@@ -202,6 +202,34 @@ def test_near_duplicates_cost_a_search_of_their_own(rng, monkeypatch, searches, 
     assert not np.allclose(unrepaired[:100], gudhi_deaths(X)[:100], rtol=1e-3, atol=0)
 
 
+def test_small_neighbourhoods_of_mixed_sizes_share_one_search(rng, searches):
+    # Runs of 3, 4 and 6 near-duplicates (1e-7 apart) in a Gaussian cloud: one float64 search
+    # for all of them, padded to 6 points, and the deaths within every run are gudhi's.
+    X = rng.normal(size=(400, 3))
+    runs = [(0, 3)] * 20 + [(1, 4)] * 10 + [(2, 6)] * 5  # (kind, points) of each run
+    start = 300
+    for hood, (_, k) in enumerate(runs):
+        X[start : start + k - 1] = X[hood] + 1e-7 * rng.normal(size=(k - 1, 3))
+        start += k - 1
+    X = X[:start]
+    ours = h0_death_times(X)
+    assert float64_sizes(searches) == [[3] * 20 + [4] * 10 + [6] * 5]
+    assert_repaired(X, ours, exact=sum(k - 1 for _, k in runs))
+
+
+def test_chunks_pad_small_clouds_of_any_size_together():
+    # Large clouds: only sizes within `fill` of the chunk's largest share it ...
+    assert mst.chunks([1000, 950, 500]) == [slice(0, 2), slice(2, 3)]
+    assert mst.chunks([200, 100]) == [slice(0, 1), slice(1, 2)]  # 2 * 200² > SMALL_CHUNK
+    # ... small ones share one whatever their sizes, up to SMALL_CHUNK padded entries.
+    assert mst.chunks([8, 5, 3, 3]) == [slice(0, 4)]
+    assert mst.chunks([100, 50, 10]) == [slice(0, 3)]
+    assert mst.chunks([100] * 5 + [10]) == [slice(0, 6)]  # 6 * 100² <= SMALL_CHUNK
+    assert mst.chunks([100] * 6 + [10]) == [slice(0, 6), slice(6, 7)]  # 7 * 100² is not
+    # The memory limit holds either way.
+    assert mst.chunks([8, 5, 3, 3], limit=2 * 64) == [slice(0, 2), slice(2, 4)]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_blind_neighbourhoods_are_searched_again_on_cuda(rng, searches):
     near = rng.normal(size=(400, 3))

@@ -84,6 +84,7 @@ __all__ = [
     "GRAM_PAIRS",
     "GRAM_ROUNDING",
     "PAIR_WINDOW",
+    "SMALL_CHUNK",
     "boruvka_edges",
     "by_shape",
     "chunks",
@@ -747,8 +748,10 @@ class _Neighbourhoods:
         self.start = np.concatenate([[0], np.cumsum(self.size)[:-1]])
 
     def points(self, hoods: np.ndarray, k: int) -> np.ndarray:
-        """The points of neighbourhoods ``hoods`` of ``k`` points each, shape (len(hoods), k)."""
-        return self.members[self.start[hoods][:, None] + np.arange(k)]
+        """The points of neighbourhoods ``hoods`` of at most ``k`` points each, shape
+        (len(hoods), k), each row padded with its neighbourhood's last point."""
+        step = np.minimum(np.arange(k), self.size[hoods][:, None] - 1)
+        return self.members[self.start[hoods][:, None] + step]
 
     def searched_trees(self, cloud: torch.Tensor, tree: np.ndarray) -> np.ndarray:
         """``tree`` with an exact tree in each wide neighbourhood of three points or more."""
@@ -759,16 +762,19 @@ class _Neighbourhoods:
         # The tree spans each neighbourhood: its blind edges there, n_h - 1, are the ones replaced.
         inside = np.flatnonzero(self.blind & np.isin(self.label[tree[:, 0]], hoods))
         slots = inside[np.argsort(self.label[tree[inside, 0]], kind="stable")]
+        hoods = hoods[np.argsort(-self.size[hoods], kind="stable")]  # as chunks() wants them
         found = {}
-        for k in np.unique(self.size[hoods]).tolist():
-            group = hoods[self.size[hoods] == k]
-            index = torch.from_numpy(self.points(group, k)).to(cloud.device)
-            per = max(1, CHUNK_ELEMENTS // (k * k))  # a batch of dense searches, as in chunks()
-            for low in range(0, len(group), per):
-                part = index[low : low + per]
-                local, _ = _search(cloud[part], work_dtype(cloud.device))
-                ends = part.gather(1, local.reshape(len(part), -1)).reshape(len(part), -1, 2)
-                found.update(zip(group[low : low + per].tolist(), ends.cpu().numpy(), strict=True))
+        for part in chunks(self.size[hoods].tolist()):
+            group, k = hoods[part], int(self.size[hoods[part.start]])
+            points, sizes = self.points(group, k), self.size[group]
+            index = torch.from_numpy(points[np.arange(k) < sizes[:, None]]).to(cloud.device)
+            members = torch.split(cloud[index], sizes.tolist())  # one gather, then views
+            local = _search(members, work_dtype(cloud.device))[0].cpu().numpy()
+            ends = np.take_along_axis(points, local.reshape(len(group), -1), 1)
+            ends = ends.reshape(local.shape)
+            found.update(
+                (h, e[: m - 1]) for h, e, m in zip(group.tolist(), ends, sizes, strict=True)
+            )
         tree[slots] = np.concatenate([found[h] for h in np.unique(self.label[tree[slots, 0]])])
         return tree
 
@@ -1019,17 +1025,30 @@ def subcloud_mst_lengths(
     return out
 
 
+SMALL_CHUNK = 2**16
+"""Padded entries up to which a chunk of :func:`chunks` takes clouds of any smaller size.
+
+Prim's loop costs about 3 µs per step and 2 ns per entry and step (measured on 2 cores), and a
+search call some hundreds of µs: clouds of a few points each, of mixed sizes (the neighbourhoods
+that :func:`repair_blind` redoes, the classes of a probe with many classes) are cheaper padded
+into one call than searched one size at a time.
+"""
+
+
 def chunks(sizes: Sequence[int], limit: int = CHUNK_ELEMENTS, fill: float = 0.9) -> list[slice]:
     """Split items of descending sizes into runs of one batched Prim call each.
 
     A chunk's ``count * max(size)**2`` stays within ``limit`` (memory), and an item joins a
-    chunk only if it is at least ``fill`` times the chunk's largest size: padding a small cloud
-    up to a large one costs as much as the large one.
+    chunk only if it is at least ``fill`` times the chunk's largest size (padding a small cloud
+    up to a large one costs as much as the large one), or if the chunk is small
+    (:data:`SMALL_CHUNK`).
     """
     out, start = [], 0
     while start < len(sizes):
         stop, m = start + 1, sizes[start]
-        while stop < len(sizes) and sizes[stop] >= fill * m and (stop + 1 - start) * m**2 <= limit:
+        while stop < len(sizes) and (stop + 1 - start) * m**2 <= limit:
+            if sizes[stop] < fill * m and (stop + 1 - start) * m**2 > SMALL_CHUNK:
+                break
             stop += 1
         out.append(slice(start, stop))
         start = stop

@@ -218,8 +218,10 @@ def _gram_nearest(Xc: torch.Tensor, sq: torch.Tensor) -> tuple[np.ndarray, np.nd
     cost; reading it all back for every row's nearest neighbour (:func:`boruvka_edges`) costs as
     much again. So the matrix is made in row blocks of :data:`BLOCK_BYTES`, and each block's
     nearest neighbours are found while it is still in cache: measured on 2 cores, 0.55-0.85x the
-    time of the product and the separate pass at n = 3000-10000, d = 2-16, no gain from d = 32
-    on, where the product dominates (the separate pass then runs on all threads).
+    time of the product and the separate pass at n = 3000-10000, d = 2-16 (the whole search
+    0.75-0.9x), no gain from d = 32 on, where the product dominates (the separate pass then runs
+    on all threads). On a shared VM, in spells where the second core answered late, the block
+    products' waits made it 1.2-1.5x slower instead.
 
     Returns the matrix (n, n), whose diagonal is ``inf`` where the pass was made, and each row's
     nearest other point (n,), or ``None`` where it is left to :func:`boruvka_edges`.

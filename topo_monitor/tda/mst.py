@@ -3,13 +3,14 @@
 Every H0 bar of a Vietoris–Rips filtration dies at the length of an edge of a Euclidean MST, and
 PHdim needs the MST lengths of many subsamples: both are answered here, in torch on the cloud's
 device (NumPy for the CPU loop). Clouds of one shape go through batched tensor operations (Prim's
-algorithm, :func:`prim_mst`), so the classes of every block, or the subsamples of a PHdim fit, cost
-about as many operations as one cloud. One cloud on the CPU (the H0 of a whole cloud) takes a
-faster road: its Gram matrix with the norms inside the product and, for wide clouds, only half of
-it multiplied (:func:`_gram_one`), and Borůvka's algorithm on it (:func:`boruvka_edges`): two
-passes over the matrix (for narrow clouds the first made block by block as the matrix is
-computed, :func:`_gram_nearest`) and a few vectorized rounds, where Prim's loop takes a step per
-vertex.
+algorithm, :func:`prim_mst`, on the CPU; Borůvka's, :func:`boruvka_mst`, on accelerators, where
+a loop of one step per vertex would be one of kernel launches), so the classes of every block, or
+the subsamples of a PHdim fit, cost about as many operations as one cloud. One cloud on the CPU
+(the H0 of a whole cloud) takes a faster road: its Gram matrix with the norms inside the product
+and, for wide clouds, only half of it multiplied (:func:`_gram_one`), and Borůvka's algorithm on
+it (:func:`boruvka_edges`): two passes over the matrix (for narrow clouds the first made block by
+block as the matrix is computed, :func:`_gram_nearest`) and a few vectorized rounds, where Prim's
+loop takes a step per vertex.
 
 Float32 speed, float64 answers (:func:`mst_tree`). The tree is *searched* in float32, on squared
 distances in Gram form (one matrix product on the BLAS, the cloud centred first, in its own dtype,
@@ -22,7 +23,7 @@ near-duplicates, the closest pairs of a low-dimensional cloud, tight clusters fa
 neighbourhoods alone are redone exactly (:func:`repair_blind`).
 
 A cloud whose dense search would exceed :data:`DENSE_BYTES` (:func:`dense_fits`: n > 13377 in
-float32 on the CPU, 16384 on a GPU) is not given a matrix: the search goes to
+float32) is not given a matrix: the search goes to
 :func:`prim_mst_from_points`, Prim's algorithm with each distance row computed when it is needed,
 in O(n·d) memory. The dense path is kept below the bound because it is the faster: it reads
 stored distances where the other computes them.
@@ -45,9 +46,9 @@ CHUNK_ELEMENTS = 2**24
 DENSE_BYTES = 2**30
 """Most memory (bytes) that the dense search of one cloud may take (:func:`dense_fits`).
 
-1 GiB, as much as a monitor running beside training should borrow: the n×n matrix and, on the CPU,
-the row minima of its components (at most half as much again), so n = 13377 points for the
-float32 search on the CPU (9459 in float64), 16384 on a GPU (11585). Above it the tree is found
+1 GiB, as much as a monitor running beside training should borrow: the n×n matrix and the row
+minima of its components in Borůvka's algorithm (at most half as much again), so n = 13377
+points for the float32 search (9459 in float64). Above it the tree is found
 from the points (:func:`prim_mst_from_points`), whose memory grows like n·d instead of n²: at
 n = 20000 the matrix alone would be 1.6 GB in float32, at 50000 10 GB. Below it the dense path is
 kept because it is faster wherever d is not tiny: measured on 2 busy CPU cores at n = 5000-10000,
@@ -86,6 +87,7 @@ __all__ = [
     "PAIR_WINDOW",
     "SMALL_CHUNK",
     "boruvka_edges",
+    "boruvka_mst",
     "by_shape",
     "chunks",
     "dense_fits",
@@ -289,7 +291,11 @@ def mst_lengths(D2: torch.Tensor) -> torch.Tensor:
         Sum of the tree's edge lengths (padding vertices add nothing). Cheaper than
         :func:`prim_mst`: the tree itself is not kept, only the weight with which each vertex joins.
     """
-    return _prim(D2, parents=False).nan_to_num(posinf=0.0).sqrt().sum(dim=1)
+    if D2.device.type == "cpu":
+        weights = _prim(D2, parents=False)
+    else:
+        weights = boruvka_mst(D2)[1]
+    return weights.nan_to_num(posinf=0.0).sqrt().sum(dim=1)
 
 
 def _prim(D2: torch.Tensor, parents: bool) -> torch.Tensor:
@@ -359,6 +365,95 @@ def _prim_numpy(D2: np.ndarray, parents: bool) -> np.ndarray:
                 np.copyto(parent, j[:, None], where=closer)
         np.minimum(best, row, out=best)
     return parent if parents else joins
+
+
+def boruvka_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum spanning trees of a batch of complete graphs by Borůvka's algorithm, in torch.
+
+    Parameters
+    ----------
+    D2 : torch.Tensor, shape (B, m, m)
+        Edge weights, as for :func:`prim_mst` (padding vertices at ``inf`` to every other
+        vertex); its diagonal is set to ``inf`` while the search runs and then restored.
+
+    Returns
+    -------
+    edges : torch.Tensor, shape (B, m - 1, 2), int64
+        The n_b - 1 edges of graph ``b``'s tree in its first rows, in no particular order; the
+        rows after them (padding) are ``(0, 0)``.
+    weights : torch.Tensor, shape (B, m - 1)
+        The weight of each edge, as read from ``D2``; ``inf`` on padding rows.
+
+    For accelerators, where Prim's loop (:func:`prim_mst`) is m - 1 steps of a few kernel launches
+    each: Borůvka takes about log₂ m rounds of a few dozen, whatever m. (On 2 CPU cores it took
+    0.6-0.8x Prim's time for a few graphs of 400-3000 vertices, 1.1-1.6x for 16 of them or for
+    smaller ones: the CPU keeps Prim.) It is
+    :func:`boruvka_edges` on all graphs of the batch at once, as one graph of B·m vertices whose
+    components never cross from one graph to another (each component's minima are read from its
+    own graph's rows): the first round links each vertex to its nearest neighbour, each later
+    round each component to its nearest other component of the same graph (the column minima of
+    its rows, contracted as components merge); a component with no finite edge left (its graph
+    spanned, or a padding vertex) links nowhere. Ties go to the lowest index, and a cycle of links
+    loses the link of its lowest member (:func:`nearest_forest`). One host synchronisation per
+    round, and one for the result.
+    """
+    B, m, _ = D2.shape
+    V = B * m
+    rows = D2.reshape(
+        V, m
+    )  # vertex v = (b, i) = b·m + i, its row: the weights to graph b's vertices
+    diagonal = rows.view(B, m, m).diagonal(dim1=1, dim2=2)
+    kept = diagonal.clone()
+    diagonal.fill_(math.inf)  # a vertex is not its own neighbour
+    try:
+        vertex = torch.arange(V, device=D2.device)
+        graph, local = vertex // m, vertex % m
+        reach, nearest = rows.min(dim=1)
+        nearest = torch.where(reach.isfinite(), graph * m + nearest, vertex)
+        root = nearest_forest(nearest)
+        links = [torch.stack([vertex, nearest], dim=1)[root != vertex]]
+        component, count = _number(root)
+        minima = _minima(rows, component, count)
+        while True:
+            minima[component, local] = math.inf  # a component's own columns
+            reach, column = minima.min(dim=1)
+            active = reach.isfinite()
+            if not bool(active.any()):
+                break
+            index = torch.arange(count, device=D2.device)
+            member = vertex.new_empty(count).scatter_(0, component, vertex)  # any one of each
+            far = graph[member] * m + column
+            # The end of each link in its component: the first vertex whose row holds the minimum.
+            holds = rows.gather(1, column[component, None]).squeeze(1) == reach[component]
+            first = torch.where(holds, vertex, V)
+            near = first.new_full((count,), V).scatter_reduce_(0, component, first, "amin")
+            root = nearest_forest(torch.where(active, component[far], index))
+            linked = root != index  # an inactive component is its own target
+            links.append(torch.stack([near, far], dim=1)[linked])
+            merged, count = _number(root)
+            minima = _minima(minima, merged, count)
+            component = merged[component]
+        return _per_graph(torch.cat(links), rows, B, m)
+    finally:
+        diagonal.copy_(kept)
+
+
+def _per_graph(
+    links: torch.Tensor, rows: torch.Tensor, B: int, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`boruvka_mst`'s links (L, 2) between vertices b·m + i, as each graph's edges between
+    its own vertices in its first rows (B, m - 1, 2), and their weights read from ``rows``."""
+    weight = rows[links[:, 0], links[:, 1] % m]
+    graph = links[:, 0] // m
+    order = torch.argsort(graph, stable=True)
+    links, graph, weight = links[order], graph[order], weight[order]
+    counts = torch.bincount(graph, minlength=B)
+    slot = torch.arange(len(links), device=links.device) - (counts.cumsum(0) - counts)[graph]
+    edges = links.new_zeros(B, max(m - 1, 0), 2)
+    weights = rows.new_full((B, max(m - 1, 0)), math.inf)
+    edges[graph, slot] = links % m
+    weights[graph, slot] = weight
+    return edges, weights
 
 
 def boruvka_edges(D2: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
@@ -435,7 +530,7 @@ def _pool(pid: int, workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="topo-monitor")
 
 
-def nearest_forest(nearest: np.ndarray) -> np.ndarray:
+def nearest_forest(nearest: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """The root of every vertex's tree in the graph of links ``v -> nearest[v]``, shape (m,).
 
     Each part of such a graph holds exactly one cycle. With symmetric weights and ties to the
@@ -446,34 +541,47 @@ def nearest_forest(nearest: np.ndarray) -> np.ndarray:
     of a minimum spanning tree (within the search's rounding, for the links of a cycle).
 
     Pointer doubling, ⌈log₂ m⌉ vectorized rounds: after them every vertex has walked past the
-    start of its cycle, and each vertex on a cycle has taken the minimum over all of it.
+    start of its cycle, and each vertex on a cycle has taken the minimum over all of it. NumPy
+    arrays or torch tensors (on their device).
     """
-    jump, low = nearest, np.arange(len(nearest))  # jump is rebound, never written
+    jump, low = nearest, _positions(nearest)  # jump is rebound, never written
     for _ in range(max(1, (len(nearest) - 1).bit_length())):
-        np.minimum(low, low[jump], out=low)  # the least of the first 2^(k+1) vertices of each walk
+        low = low.clip(max=low[jump])  # the least of the first 2^(k+1) vertices of each walk
         jump = jump[jump]
     return low[jump]
 
 
-def _number(root: np.ndarray) -> tuple[np.ndarray, int]:
+def _positions(like: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """0, 1, ..., len(like) - 1, as an array of ``like``'s kind (and device)."""
+    if isinstance(like, torch.Tensor):
+        return torch.arange(len(like), device=like.device)
+    return np.arange(len(like))
+
+
+def _number(root: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, int]:
     """The trees of a forest given by each vertex's root (m,), numbered 0.. in the order of their
-    roots: each vertex's tree (m,), and how many trees."""
-    is_root = root == np.arange(len(root))
-    number = np.cumsum(is_root) - 1
+    roots: each vertex's tree (m,), and how many trees (a host synchronisation on a device)."""
+    number = (root == _positions(root)).cumsum(0) - 1
     return number[root], int(number[-1]) + 1
 
 
 def _contract(rows: np.ndarray, group: np.ndarray, count: int) -> np.ndarray:
     """Column-wise minima of ``rows`` (r, m) over the rows of each group (r,), shape (count, m).
 
-    One pass over ``rows`` in memory order on torch's threads: ``scatter_reduce_`` with the groups
-    broadcast along the rows (a view, no r×m index in memory), 1.9 ms for a 3000 × 3000 matrix on
-    2 cores, where ``index_reduce_`` took 2.4 and reading each group's rows in turn 4.6.
+    One pass over ``rows`` in memory order on torch's threads (:func:`_minima`), 1.9 ms for a
+    3000 × 3000 matrix on 2 cores, where ``index_reduce_`` took 2.4 and reading each group's rows
+    in turn 4.6.
     """
-    source = torch.from_numpy(rows)
-    index = torch.from_numpy(group)[:, None].expand(source.shape)
-    minima = source.new_empty(count, source.shape[1])  # every group has a row: all written
-    return minima.scatter_reduce_(0, index, source, "amin", include_self=False).numpy()
+    return _minima(torch.from_numpy(rows), torch.from_numpy(group), count).numpy()
+
+
+def _minima(rows: torch.Tensor, group: torch.Tensor, count: int) -> torch.Tensor:
+    """:func:`_contract` on tensors: ``scatter_reduce_`` with the groups broadcast along the rows
+    (a view, no r×m index in memory). Every group must have a row (all of the result is
+    written)."""
+    index = group[:, None].expand(rows.shape)
+    minima = rows.new_empty(count, rows.shape[1])
+    return minima.scatter_reduce_(0, index, rows, "amin", include_self=False)
 
 
 def _prepare(
@@ -619,8 +727,8 @@ def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     -------
     edges : torch.Tensor, shape (G, max n_g - 1, 2), int64
         The n_g - 1 edges of cloud ``g``'s tree, as pairs of point indices in no particular order
-        (Prim's, :func:`prim_mst`, as ``(v, parent of v)`` for v = 1..n_g-1); rows beyond a
-        smaller cloud's n_g - 1 are padding.
+        (:func:`prim_mst`'s ``(v, parent of v)`` for v = 1..n_g-1 on the CPU, :func:`boruvka_mst`'s
+        on accelerators); rows beyond a smaller cloud's n_g - 1 are padding.
     lengths : torch.Tensor, shape (G, max n_g - 1), :func:`work_dtype`
         ``|x_i - x_j|`` of each edge, computed from the points (:func:`edge_lengths`); 0 on
         padding rows.
@@ -850,7 +958,7 @@ def _search(
     largest squared norms (G,) after centring, for the rounding bound of that search. Clouds of
     one shape may come stacked, as one tensor (G, n, d)."""
     n, device = clouds[0].shape[0], clouds[0].device
-    if len(clouds) == 1 and not dense_fits(n, dtype, device):
+    if len(clouds) == 1 and not dense_fits(n, dtype):
         return prim_mst_from_points(clouds[0], dtype)[None], _prepare(clouds[0], dtype)[2][None]
     if len(clouds) == 1 and device.type == "cpu":
         cloud, sq, top = _prepare(clouds[0], dtype)
@@ -868,7 +976,7 @@ def _search(
             index = torch.tensor(members, device=D2.device)
             D2[index, :m, :m] = _gram(cloud, sq)
             top[index] = tops
-    return prim_mst(D2)[0], top
+    return (prim_mst(D2) if D2.device.type == "cpu" else boruvka_mst(D2))[0], top
 
 
 def _stacked(clouds: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor | None:
@@ -881,13 +989,12 @@ def _stacked(clouds: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor | No
     return torch.stack(list(clouds)) if len(clouds) > 1 else clouds[0][None]
 
 
-def dense_fits(n: int, dtype: torch.dtype, device: torch.device) -> bool:
+def dense_fits(n: int, dtype: torch.dtype) -> bool:
     """Whether the dense search of one cloud of ``n`` points in ``dtype`` fits :data:`DENSE_BYTES`:
-    its n×n matrix and, on the CPU, the row minima of its components (:func:`boruvka_edges`), at
-    most half as many again, since every component of the nearest-neighbour forest holds two
-    points or more. Elsewhere the search is Prim's (:func:`prim_mst`), on the matrix alone."""
-    halves = 3 if device.type == "cpu" else 2
-    return halves * n * n * dtype.itemsize <= 2 * DENSE_BYTES
+    its n×n matrix and the row minima of its components (:func:`boruvka_edges` on the CPU,
+    :func:`boruvka_mst` elsewhere), at most half as many again, since every component of the
+    nearest-neighbour forest holds two points or more."""
+    return 3 * n * n * dtype.itemsize <= 2 * DENSE_BYTES
 
 
 def edge_lengths(clouds: Sequence[torch.Tensor], edges: torch.Tensor) -> torch.Tensor:

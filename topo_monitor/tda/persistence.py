@@ -86,7 +86,7 @@ def h0_death_times(X: torch.Tensor | np.ndarray) -> torch.Tensor:
     Notes
     -----
     O(n²·d) time; an n×n matrix (and at most half as much again) of memory up to ``mst.DENSE_BYTES``
-    (1 GiB: n = 13377 on the CPU, 16384 on a GPU, the search being in float32), O(n·d) above it
+    (1 GiB: n = 13377, the search being in float32), O(n·d) above it
     (:func:`~topo_monitor.tda.mst.mst_tree`). No simplicial complex is built. The tree is searched
     in float32 on squared distances, then every tree edge is measured directly as ``|x_i - x_j|``,
     in float64, so that duplicate points give exactly zero; what float32 may change is only the

@@ -387,21 +387,19 @@ def boruvka_mst(D2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     For accelerators, where Prim's loop (:func:`prim_mst`) is m - 1 steps of a few kernel launches
     each: Borůvka takes about log₂ m rounds of a few dozen, whatever m. (On 2 CPU cores it took
     0.6-0.8x Prim's time for a few graphs of 400-3000 vertices, 1.1-1.6x for 16 of them or for
-    smaller ones: the CPU keeps Prim.) It is
-    :func:`boruvka_edges` on all graphs of the batch at once, as one graph of B·m vertices whose
-    components never cross from one graph to another (each component's minima are read from its
-    own graph's rows): the first round links each vertex to its nearest neighbour, each later
-    round each component to its nearest other component of the same graph (the column minima of
-    its rows, contracted as components merge); a component with no finite edge left (its graph
-    spanned, or a padding vertex) links nowhere. Ties go to the lowest index, and a cycle of links
-    loses the link of its lowest member (:func:`nearest_forest`). One host synchronisation per
-    round, and one for the result.
+    smaller ones: the CPU keeps Prim.) It is :func:`boruvka_edges` on all graphs of the batch
+    at once, as one graph of B·m vertices whose components never cross from one graph to another
+    (each component's minima are read from its own graph's rows): the first round links each
+    vertex to its nearest neighbour, each later round each component to its nearest other
+    component of the same graph (the column minima of its rows, contracted as components merge);
+    a component with no finite edge left (its graph spanned, or a padding vertex) links nowhere.
+    Ties go to the lowest index, and a cycle of links loses the link of its lowest member
+    (:func:`nearest_forest`). A few host synchronisations per round.
     """
     B, m, _ = D2.shape
     V = B * m
-    rows = D2.reshape(
-        V, m
-    )  # vertex v = (b, i) = b·m + i, its row: the weights to graph b's vertices
+    # Vertex v = (b, i) is b·m + i; its row holds its weights to graph b's vertices.
+    rows = D2.reshape(V, m)
     diagonal = rows.view(B, m, m).diagonal(dim1=1, dim2=2)
     kept = diagonal.clone()
     diagonal.fill_(math.inf)  # a vertex is not its own neighbour

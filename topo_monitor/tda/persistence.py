@@ -59,6 +59,8 @@ def _h0_deaths(clouds: list[torch.Tensor]) -> list[torch.Tensor]:
         sizes = torch.tensor([c.shape[0] - 1 for c in members], device=lengths.device)
         padding = torch.arange(lengths.shape[1], device=lengths.device) >= sizes[:, None]
         ordered = lengths.masked_fill(padding, math.inf).sort(dim=1).values  # padding last
+        if len({cloud.dtype for cloud in members}) == 1:  # one conversion, not one per cloud
+            ordered = ordered.to(members[0].dtype)
         for row, cloud in enumerate(members):
             out[order[part][row]] = ordered[row, : cloud.shape[0] - 1].to(cloud.dtype)
     return out

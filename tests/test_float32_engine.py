@@ -494,6 +494,54 @@ def test_nearest_found_with_the_matrix(rng, monkeypatch, d):
     np.testing.assert_array_equal(edges, mst.boruvka_edges(D2))
 
 
+def test_boruvka_batches_match_prim(rng):
+    # The accelerators' search, run here on the CPU: 100 random batches of one to four graphs of
+    # 1 to 40 vertices (padding vertices at inf), integer clouds (ties and duplicates everywhere)
+    # or Gaussian ones. Each graph's first n - 1 rows span it with the weights of a minimum tree
+    # (the same multiset as Prim's), the padding rows are (0, 0) at inf, and D2 is left as given.
+    for _ in range(100):
+        sizes = rng.integers(1, 41, int(rng.integers(1, 5)))
+        d = int(rng.integers(1, 6))
+        noise = float(rng.random() < 0.5)
+        clouds = [rng.integers(0, 3, (n, d)) + noise * rng.normal(size=(n, d)) for n in sizes]
+        D2 = mst.stacked_squared_distances(
+            [torch.from_numpy(c.astype(float)) for c in clouds], math.inf
+        )
+        before = D2.clone()
+        edges, weights = mst.boruvka_mst(D2)
+        assert torch.equal(D2, before)
+        for b, n in enumerate(sizes):
+            tree, matrix = edges[b, : n - 1].numpy(), D2[b, :n, :n].numpy()
+            assert spans(tree, n)
+            prim = np.sort(mst._prim_numpy(matrix[None].copy(), parents=False)[0])
+            np.testing.assert_allclose(np.sort(matrix[tree[:, 0], tree[:, 1]]), prim, atol=1e-12)
+            np.testing.assert_array_equal(
+                weights[b, : n - 1].numpy(), matrix[tree[:, 0], tree[:, 1]]
+            )
+            assert (edges[b, n - 1 :] == 0).all() and weights[b, n - 1 :].isinf().all()
+
+
+def test_boruvka_search_matches_gudhi(rng, monkeypatch):
+    # mst_tree as it runs on an accelerator (Borůvka on the batch, then the float64 lengths and
+    # the repair of blind neighbourhoods), forced here on the CPU: clouds hard for float32, in
+    # batches of mixed shapes; E within the target of gudhi's each time, and PHdim's tree
+    # lengths (mst_lengths) equal to Prim's.
+    monkeypatch.setattr(mst, "prim_mst", mst.boruvka_mst)
+    for _ in range(10):
+        batch = [hard_cloud(rng) for _ in range(int(rng.integers(1, 5)))]
+        for X, deaths in zip(batch, h0_death_times_many(batch), strict=True):
+            E = gudhi_deaths(X).sum()
+            assert abs(deaths.double().sum().item() - E) <= TARGET * E
+    clouds = [torch.from_numpy(rng.normal(size=(n, 3))) for n in (30, 22, 30)]
+    D2 = mst.stacked_squared_distances(clouds, padding=math.inf)
+    prim = mst._prim_numpy(D2.numpy(), parents=False)
+    np.testing.assert_allclose(
+        mst.boruvka_mst(D2)[1].nan_to_num(posinf=0.0).sqrt().sum(dim=1).numpy(),
+        np.sqrt(np.nan_to_num(prim, posinf=0.0)).sum(axis=1),
+        rtol=1e-12,
+    )
+
+
 def test_component_minima_take_at_most_half_the_matrix(monkeypatch):
     """The memory bound of ``mst.dense_fits``: the first minima matrix has one row per component
     of the nearest-neighbour forest, at most m / 2 of them, reached when the points pair up."""

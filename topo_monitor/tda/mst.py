@@ -288,8 +288,9 @@ def mst_lengths(D2: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor, shape (B,)
-        Sum of the tree's edge lengths (padding vertices add nothing). Cheaper than
-        :func:`prim_mst`: the tree itself is not kept, only the weight with which each vertex joins.
+        Sum of the tree's edge lengths (padding vertices add nothing). On the CPU cheaper than
+        :func:`prim_mst`: the tree itself is not kept, only the weight with which each vertex
+        joins; on accelerators the weights of :func:`boruvka_mst`'s edges.
     """
     if D2.device.type == "cpu":
         weights = _prim(D2, parents=False)
@@ -787,8 +788,8 @@ def repair_blind(
 
     1. each neighbourhood of three points or more (not all duplicates, whose every tree has
        length 0) gets an exact tree of its own, searched in :func:`work_dtype` and centred on
-       itself, a batch of one size at a time; its edges are no longer than the float32 tree's
-       there;
+       itself, small ones of mixed sizes padded into one batch (:func:`chunks`); its edges are no
+       longer than the float32 tree's there;
     2. each other edge keeps the two neighbourhoods it joins, but its ends become the closest
        pair between them, measured exactly: where a neighbourhood's points are nearly equally far
        from the other end (near-duplicates), float32 could not choose among them.
@@ -950,41 +951,31 @@ def _closest_pair(cloud: torch.Tensor, first: np.ndarray, second: np.ndarray) ->
 
 
 def _search(
-    clouds: Sequence[torch.Tensor] | torch.Tensor, dtype: torch.dtype
+    clouds: Sequence[torch.Tensor], dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The trees of :func:`mst_tree` found in ``dtype`` (edges (G, N - 1, 2)), and the clouds'
-    largest squared norms (G,) after centring, for the rounding bound of that search. Clouds of
-    one shape may come stacked, as one tensor (G, n, d)."""
+    largest squared norms (G,) after centring, for the rounding bound of that search."""
     n, device = clouds[0].shape[0], clouds[0].device
     if len(clouds) == 1 and not dense_fits(n, dtype):
         return prim_mst_from_points(clouds[0], dtype)[None], _prepare(clouds[0], dtype)[2][None]
     if len(clouds) == 1 and device.type == "cpu":
         cloud, sq, top = _prepare(clouds[0], dtype)
         return torch.from_numpy(boruvka_edges(*_gram_nearest(cloud, sq)))[None], top[None]
-    batch = _stacked(clouds)
-    if batch is not None:  # one batched product, no padding
+    shapes = by_shape(clouds)
+    if len(shapes) == 1:  # one batched product, no padding
+        batch = torch.stack(list(clouds)) if len(clouds) > 1 else clouds[0][None]
         cloud, sq, top = _prepare(batch, dtype)
         D2 = _gram(cloud, sq)
     else:
         N = max(c.shape[0] for c in clouds)
         D2 = clouds[0].new_full((len(clouds), N, N), math.inf, dtype=dtype)
-        top = clouds[0].new_empty(len(clouds), dtype=work_dtype(clouds[0].device))
-        for (m, _), members in by_shape(clouds).items():
+        top = clouds[0].new_empty(len(clouds), dtype=work_dtype(device))
+        for (m, _), members in shapes.items():
             cloud, sq, tops = _prepare(torch.stack([clouds[g] for g in members]), dtype)
             index = torch.tensor(members, device=D2.device)
             D2[index, :m, :m] = _gram(cloud, sq)
             top[index] = tops
-    return (prim_mst(D2) if D2.device.type == "cpu" else boruvka_mst(D2))[0], top
-
-
-def _stacked(clouds: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor | None:
-    """Clouds of one shape as one tensor (G, n, d), without a copy for a single cloud; ``None``
-    if their shapes differ."""
-    if isinstance(clouds, torch.Tensor):
-        return clouds
-    if len(by_shape(clouds)) > 1:
-        return None
-    return torch.stack(list(clouds)) if len(clouds) > 1 else clouds[0][None]
+    return (prim_mst(D2) if device.type == "cpu" else boruvka_mst(D2))[0], top
 
 
 def dense_fits(n: int, dtype: torch.dtype) -> bool:

@@ -133,6 +133,10 @@ def test_clear_errors(digits_model):
     model, x, y = digits_model
     with pytest.raises(ValueError, match="unknown attack 'DeepFool2'"):
         adversarial_topology(model, x, y, attacks=("DeepFool2",), eps=(0.1,))
+    with pytest.raises(TypeError, match="torchattacks classes or instances, got <class 'int'>"):
+        adversarial_topology(model, x, y, attacks=("FGSM", int), eps=(0.1,))
+    with pytest.raises(ValueError, match="non-empty sequence of attacks, got 'PGD'"):
+        adversarial_topology(model, x, y, attacks="PGD", eps=(0.1,))
     with pytest.raises(ValueError, match=r"outside \[0, 1\].*mean= and std="):
         adversarial_topology(model, (x - 0.5) / 0.2, y, eps=(0.1,))
 

@@ -1,9 +1,12 @@
 """AdversarialTopologyMonitor inside a real Trainer.fit on digit images."""
 
+import warnings
+
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+import torchattacks
 from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -86,3 +89,39 @@ def test_sharded_strategies_are_refused_at_fit_start_and_ddp_is_not():
         monitor.setup(sharded, nn.Linear(2, 2), "fit")
     monitor.setup(pl.Trainer(strategy="ddp", **options), nn.Linear(2, 2), "fit")
     monitor.setup(sharded, nn.Linear(2, 2), "validate")  # only training runs the attacks
+
+
+def test_bad_attacks_are_refused_at_construction():
+    with pytest.raises(ValueError, match="unknown attack 'PDG'"):
+        AdversarialTopologyMonitor(attacks=("FGSM", "PDG"))
+    with pytest.raises(TypeError, match="torchattacks classes or instances"):
+        AdversarialTopologyMonitor(attacks=(nn.Linear,))
+    with pytest.raises(ValueError, match="non-empty"):
+        AdversarialTopologyMonitor(attacks=())
+
+
+class Failing(torchattacks.attack.Attack):
+    """An attack that fails the same way at every check, as an out-of-memory attack would."""
+
+    def __init__(self, model, eps=0.1):
+        super().__init__("Failing", model)
+        self.eps = eps
+
+    def forward(self, images, labels):
+        raise RuntimeError("attack failed on purpose")
+
+
+def test_a_failing_attack_warns_once_per_fit_and_training_goes_on(tmp_path):
+    monitor = AdversarialTopologyMonitor(
+        samples_per_class=4, attacks=(Failing,), eps=(0.1,), every_n_epochs=1
+    )
+    for _ in range(2):  # the second fit is told again
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pl.seed_everything(7)
+            trainer = quiet_trainer(max_epochs=3, callbacks=[monitor], logger=False)
+            trainer.fit(DigitsMLP(), digits_loader())
+        said = [str(w.message) for w in caught if "AdversarialTopologyMonitor" in str(w.message)]
+        assert len(said) == 1, said
+        assert "epoch 0 skipped: RuntimeError: attack failed on purpose" in said[0]
+        assert trainer.current_epoch == 3 and monitor.history == []

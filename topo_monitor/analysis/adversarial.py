@@ -34,6 +34,7 @@ __all__ = [
     "AdversarialTable",
     "adversarial_config",
     "adversarial_topology",
+    "check_attacks",
     "macro_f1",
     "require_torchattacks",
 ]
@@ -152,11 +153,10 @@ def _make_attack(
     eps: float,
     kwargs: dict[str, Any],
 ) -> tuple[str, torchattacks.attack.Attack]:
-    name = _attack_name(attack)
-    torchattacks = require_torchattacks()
+    name = _attack_name(attack)  # a known name, an attack class or an instance from here on
     if isinstance(attack, str):
-        attack = getattr(torchattacks, attack)
-    if isinstance(attack, type) and issubclass(attack, torchattacks.attack.Attack):
+        attack = getattr(require_torchattacks(), attack)
+    if isinstance(attack, type):
         parameters = inspect.signature(attack.__init__).parameters
         if "alpha" in parameters and "alpha" not in kwargs:
             # torchattacks' fixed step (2/255) cannot reach large budgets in 10 steps: scale it.
@@ -165,12 +165,10 @@ def _make_attack(
             )
             kwargs = {**kwargs, "alpha": 2.5 * eps / steps}
         return name, attack(model, eps=eps, **kwargs)
-    if isinstance(attack, torchattacks.attack.Attack):
-        attack.set_model(model)
-        if hasattr(attack, "eps"):
-            attack.eps = eps
-        return name, attack
-    raise TypeError(f"attacks must be names, torchattacks classes or instances, got {attack!r}")
+    attack.set_model(model)
+    if hasattr(attack, "eps"):
+        attack.eps = eps
+    return name, attack
 
 
 def adversarial_topology(
@@ -223,6 +221,7 @@ def adversarial_topology(
         ``"input"``): the class-averaged topology of X'.
     """
     require_torchattacks()
+    check_attacks(attacks)
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
         raise ValueError("inputs must be a tensor of shape (n, ...)")
     labels = torch.as_tensor(labels).reshape(-1).long()
@@ -312,6 +311,7 @@ def adversarial_topology(
 
 
 def _attack_name(attack: str | type | torchattacks.attack.Attack) -> str:
+    """The attack's name in the table, once it is known to be one (ValueError or TypeError)."""
     if isinstance(attack, str):
         if attack not in ATTACKS:
             raise ValueError(
@@ -319,7 +319,20 @@ def _attack_name(attack: str | type | torchattacks.attack.Attack) -> str:
                 "attack class (e.g. torchattacks.CW) or instance"
             )
         return attack
-    return attack.__name__ if isinstance(attack, type) else type(attack).__name__
+    base = require_torchattacks().attack.Attack
+    if isinstance(attack, type) and issubclass(attack, base):
+        return attack.__name__
+    if isinstance(attack, base):
+        return type(attack).__name__
+    raise TypeError(f"attacks must be names, torchattacks classes or instances, got {attack!r}")
+
+
+def check_attacks(attacks: Sequence[str | type | torchattacks.attack.Attack]) -> tuple[str, ...]:
+    """The names of ``attacks``, each checked: an unknown name or a non-attack is an error before
+    any work (or, in a callback, before training), not at the first attack."""
+    if isinstance(attacks, str) or not attacks:
+        raise ValueError(f"attacks must be a non-empty sequence of attacks, got {attacks!r}")
+    return tuple(_attack_name(attack) for attack in attacks)
 
 
 def _predict(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:

@@ -16,6 +16,7 @@ from topo_monitor.analysis.adversarial import (
     INPUT,
     adversarial_config,
     adversarial_topology,
+    check_attacks,
     require_torchattacks,
 )
 from topo_monitor.callbacks._probe import given_probe, training_probe
@@ -82,8 +83,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
             ("every_n_epochs", every_n_epochs),
         ):
             check(is_positive_int(value), f"{name} must be a positive int, got {value!r}")
-        if not attacks:
-            raise ValueError("attacks must name at least one attack")
+        check_attacks(attacks)  # an unknown name is an error now, not at every check
         if not eps or any(not 0 <= e <= 1 for e in eps):
             raise ValueError(f"eps must be budgets in [0, 1], got {eps!r}")
         adversarial_config(homology_dims)  # the checks every entry point makes
@@ -107,6 +107,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
         self.probe = given_probe(probe)
         self.history: list[dict[str, Any]] = []
         self.figures = FigureWriter(type(self).__name__)
+        self._failures: set[str] = set()
 
     @property
     def state_key(self) -> str:
@@ -119,6 +120,7 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
         self.history = list(state_dict.get("history", []))
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._failures = set()  # each cause of a skipped check is said once per fit
         # The attacks run on rank 0 alone: a model whose parameters are sharded across ranks
         # cannot forward there without the others, which would wait for it forever.
         sharded = tuple(
@@ -153,9 +155,13 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
                 pl_module, self.probe.inputs, self.probe.labels, **self.options
             )
         except Exception as err:  # an attack that fails must not end the training run
-            rank_zero_warn(
-                f"AdversarialTopologyMonitor: epoch {epoch} skipped: {type(err).__name__}: {err}"
-            )
+            cause = f"{type(err).__name__}: {err}"
+            if cause not in self._failures:
+                self._failures.add(cause)
+                rank_zero_warn(
+                    f"AdversarialTopologyMonitor: epoch {epoch} skipped: {cause} (later epochs "
+                    "that fail the same way are skipped without another warning)"
+                )
             return
         self.history.append({"epoch": epoch, "rows": table.rows, "timings": table.timings})
         scalars = {

@@ -14,7 +14,13 @@ from torch.utils.data import Dataset, IterableDataset
 
 from topo_monitor._lightning import rank_zero_info
 from topo_monitor.probing.measurement import ProbeLike, as_probe
-from topo_monitor.probing.probe import ProbeSet, class_ids, collate_inputs, loader_dataset
+from topo_monitor.probing.probe import (
+    ProbeSet,
+    class_ids,
+    collate_inputs,
+    loader_dataset,
+    map_inputs,
+)
 
 __all__ = ["given_probe", "probe_fingerprint", "training_probe"]
 
@@ -152,13 +158,7 @@ def _batch_size(inputs: Any) -> int:
 def _row(inputs: Any, i: int) -> Any:
     """Item ``i`` of a collated batch: a row of every tensor (pads of mapping fields kept, their
     mask with them)."""
-    if isinstance(inputs, torch.Tensor):
-        return inputs[i].detach().cpu()
-    if isinstance(inputs, Mapping):
-        return {k: _row(v, i) for k, v in inputs.items()}
-    if isinstance(inputs, (list, tuple)):
-        return type(inputs)(_row(v, i) for v in inputs)
-    return inputs[i]
+    return map_inputs(inputs, lambda t: t[i].detach().cpu(), lambda other: other[i])
 
 
 @contextmanager

@@ -23,6 +23,7 @@ __all__ = [
     "dataset_labels",
     "default_unpack",
     "loader_dataset",
+    "map_inputs",
 ]
 
 _SINGLE_INPUT_KEYS = ("input", "inputs", "x", "image", "images")
@@ -278,15 +279,25 @@ class ProbeSet:
         return ProbeSet(_index(self.inputs, rows), self.labels[rows], None, self.classified)
 
 
+def map_inputs(
+    inputs: Any, tensor: Callable[[torch.Tensor], Any], other: Callable[[Any], Any] | None = None
+) -> Any:
+    """``inputs`` with ``tensor`` applied to each tensor of its structure (mappings, lists and
+    tuples, rebuilt as they were) and ``other`` to anything else (default: a TypeError)."""
+    if isinstance(inputs, torch.Tensor):
+        return tensor(inputs)
+    if isinstance(inputs, Mapping):
+        return {k: map_inputs(v, tensor, other) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(map_inputs(v, tensor, other) for v in inputs)
+    if other is None:
+        raise TypeError(f"cannot batch probe inputs of type {type(inputs).__name__}")
+    return other(inputs)
+
+
 def _index(inputs: Any, index: slice | torch.Tensor) -> Any:
     """The rows ``index`` of every tensor of the inputs' structure."""
-    if isinstance(inputs, torch.Tensor):
-        return inputs[index]
-    if isinstance(inputs, Mapping):
-        return {k: _index(v, index) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_index(v, index) for v in inputs)
-    raise TypeError(f"cannot batch probe inputs of type {type(inputs).__name__}")
+    return map_inputs(inputs, lambda t: t[index])
 
 
 def _within_budget(

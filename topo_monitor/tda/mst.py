@@ -1021,15 +1021,15 @@ def pair_lengths(points: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
     """``|x_i - x_j|`` in :func:`work_dtype` for pairs of rows of ``points`` (m, d), given as
     ``ends`` (2P,): i₀, j₀, i₁, j₁, ...; shape (P,). A slice of :data:`EDGE_CHUNK` coordinates at
     a time (:func:`edge_lengths`)."""
-    work, d = work_dtype(points.device), points.shape[1]
-    lengths = torch.empty(len(ends) // 2, dtype=work, device=points.device)
-    step = max(1, EDGE_CHUNK // max(d, 1))
-    for start in range(0, len(lengths), step):
-        pairs = points.index_select(0, ends[2 * start : 2 * (start + step)]).view(-1, 2, d)
+    work, pairs = work_dtype(points.device), ends.view(-1, 2)
+    lengths = torch.empty(len(pairs), dtype=work, device=points.device)
+    step = max(1, EDGE_CHUNK // max(points.shape[1], 1))
+    for start in range(0, len(pairs), step):
+        part = pairs[start : start + step]
         # One endpoint widened, the other promoted by the subtraction: the difference of two
         # float32 numbers is exact in float64, with one float64 temporary fewer.
-        diff = pairs[:, 0].to(work) - pairs[:, 1]
-        lengths[start : start + len(diff)] = torch.linalg.vector_norm(diff, dim=-1)
+        diff = points.index_select(0, part[:, 0]).to(work) - points.index_select(0, part[:, 1])
+        torch.linalg.vector_norm(diff, dim=-1, out=lengths[start : start + len(part)])
     return lengths
 
 

@@ -303,10 +303,12 @@ def hard_cloud(rng: np.random.Generator) -> np.ndarray:
     return X.astype(np.float32) if rng.random() < 0.5 else X
 
 
-def test_batches_of_hard_clouds_match_gudhi(rng):
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_batches_of_hard_clouds_match_gudhi(rng, monkeypatch, one_by_one):
     # What the repair is for, at random, in batches of one to four clouds (a batch mixes shapes,
-    # so its search pads): E within the target of gudhi's every time (measured: within 6e-8 over
-    # 800 such batches of up to 1200 points).
+    # so its search pads, or searches one cloud at a time): E within the target of gudhi's every
+    # time (measured: within 6e-8 over 800 such batches of up to 1200 points).
+    monkeypatch.setattr(mst, "one_by_one", lambda B, m: one_by_one)
     for _ in range(25):
         batch = [hard_cloud(rng) for _ in range(int(rng.integers(1, 5)))]
         for X, deaths in zip(batch, h0_death_times_many(batch), strict=True):
@@ -610,3 +612,26 @@ def test_one_cloud_gram_on_the_cpu_matches_the_batched_product(rng, d):
     batched = batched.add_(sq[..., None, :])[0]
     allowed = mst.GRAM_ROUNDING * 2.0**-24 * (sq[0][:, None] + sq[0][None, :])
     assert bool(((ours - batched).abs() <= 2 * allowed).all())
+
+
+def test_a_few_large_clouds_are_searched_one_at_a_time(rng, monkeypatch):
+    # The CPU's rule (mst.one_by_one): Borůvka graph by graph for a few large graphs, Prim's
+    # loop for many small ones; both trees exact (E of gudhi's), padding rows of the smaller
+    # cloud's edges zero.
+    assert mst.one_by_one(1, 50) and mst.one_by_one(4, 200) and not mst.one_by_one(4, 199)
+    ran: list[str] = []
+    for name in ("boruvka_edges", "prim_mst"):
+        original = getattr(mst, name)
+        monkeypatch.setattr(mst, name, lambda *a, _n=name, _o=original: ran.append(_n) or _o(*a))
+    few = [rng.normal(size=(n, 8)).astype(np.float32) for n in (230, 200)]
+    many = [rng.normal(size=(40, 8)).astype(np.float32) for _ in range(5)]
+    for batch, expected in ((few, ["boruvka_edges"] * 2), (many, ["prim_mst"])):
+        ran.clear()
+        deaths = h0_death_times_many(batch)
+        assert ran == expected
+        for X, ours in zip(batch, deaths, strict=True):
+            E = gudhi_deaths(X).sum()
+            assert abs(ours.double().sum().item() - E) <= TARGET * E
+    edges, lengths = mst.mst_tree([torch.from_numpy(c) for c in few])
+    assert (edges[1, 199:] == 0).all() and (lengths[1, 199:] == 0).all()
+    assert spans(edges[1, :199].numpy(), 200)

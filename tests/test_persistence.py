@@ -80,13 +80,16 @@ def test_prim_loops_agree(rng, parents):
         np.testing.assert_array_equal(_prim_torch(batch, parents).numpy(), expected)
 
 
+@pytest.mark.parametrize("one_by_one", [False, True])
 @pytest.mark.parametrize("gather_elements", [None, 3000])
-def test_subcloud_mst_lengths_match_gudhi(rng, monkeypatch, gather_elements):
+def test_subcloud_mst_lengths_match_gudhi(rng, monkeypatch, gather_elements, one_by_one):
     # Three clouds of different sizes and dimensions (padded into one tensor), and sub-clouds of
     # sizes that fall in one batch (padded to its largest) and in separate batches; with a small
-    # memory bound, each batch's sub-matrices are gathered a few at a time.
+    # memory bound, each batch's sub-matrices are gathered a few at a time. Every batch searched
+    # by Prim's loop, or graph by graph by Borůvka's algorithm (padding vertices at inf).
     if gather_elements is not None:
         monkeypatch.setattr(mst, "CHUNK_ELEMENTS", gather_elements)
+    monkeypatch.setattr(mst, "one_by_one", lambda B, m: one_by_one)
     clouds = [rng.normal(size=(n, d)) for n, d in [(60, 3), (45, 8), (30, 2)]]
     D2 = stacked_squared_distances([torch.from_numpy(c) for c in clouds], padding=math.inf)
     source = np.array([0, 1, 2, 0, 1, 2, 0])

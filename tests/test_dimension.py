@@ -147,7 +147,7 @@ def test_a_cloud_over_the_chunk_bound_takes_its_subsamples_from_its_points(rng, 
     clouds = [embedded_cube(rng, n, 2) for n in (300, 100)]
     free = ph_dimensions(clouds, generator=8)
     monkeypatch.setattr(mst, "CHUNK_ELEMENTS", 200 * 200)
-    assert not dimension._gathered(300, 8) and dimension._gathered(100, 8)
+    assert not dimension._gathered(300, 2, 8) and dimension._gathered(100, 2, 8)
     bounded = ph_dimensions(clouds, generator=8)
     for a, b in zip(free, bounded, strict=True):
         np.testing.assert_allclose(b.energies, a.energies, rtol=1e-10)
@@ -164,6 +164,25 @@ def test_clouds_are_stacked_within_the_memory_bound(rng, monkeypatch, matrices):
     assert max(matrices) <= bound
     for a, b in zip(free, bounded, strict=True):
         np.testing.assert_allclose(b.energies, a.energies, rtol=1e-6)
+
+
+@pytest.mark.parametrize("d", [3, 16])
+def test_many_points_in_few_dimensions_are_taken_from_their_points(rng, monkeypatch, d):
+    # Cutting a sub-matrix costs per entry whatever d, computing it costs d per entry: a cloud of
+    # 1100 points in d = 3 gets its subsamples' trees from its points, one in d = 16 from its
+    # matrix, and the energies are those of the other way.
+    X = torch.from_numpy(embedded_cube(rng, 1100, d, ambient=d)).float()
+    cut = d == 16
+    assert dimension._gathered(1100, d, 4) == cut
+    stacked: list[int] = []
+    original = dimension.stacked_squared_distances
+    spy = lambda clouds, padding: stacked.append(len(clouds)) or original(clouds, padding)  # noqa: E731
+    monkeypatch.setattr(dimension, "stacked_squared_distances", spy)
+    chosen = ph_dimension(X, generator=3)
+    assert bool(stacked) == cut
+    monkeypatch.setattr(dimension, "_gathered", lambda n, d, itemsize: not cut)
+    other = ph_dimension(X, generator=3)
+    np.testing.assert_allclose(other.energies, chosen.energies, rtol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -203,22 +203,23 @@ def _tree_lengths(
     """MST lengths of sub-clouds (``mst.subcloud_mst_lengths``' arguments, over ``clouds``),
     computed without a dense matrix above ``mst.DENSE_BYTES``.
 
-    Small clouds (matrices of at most ``mst.CHUNK_ELEMENTS`` entries) are stacked a group at a
-    time (the largest first, each group's stacked matrix within ``mst.DENSE_BYTES``) and their
-    sub-clouds cut out of it: one batched Prim run for many sub-clouds. A larger cloud gets no
-    matrix: its sub-clouds are taken from its points, a chunk at a time, and given their trees by
-    ``mst.mst_tree``. For those, cutting sub-matrices out of the whole one was the slower and the
-    larger way: at n = 16,000, d = 64, 43 s and 3.1 GB added, against 11 s and 1.05 GB (the
-    gather's intermediates grow beyond the chunk bound).
+    Small clouds (:func:`_gathered`: matrices of at most ``mst.CHUNK_ELEMENTS`` entries, and few
+    points for their dimension) are stacked a group at a time (the largest first, each group's
+    stacked matrix within ``mst.DENSE_BYTES``) and their sub-clouds cut out of it: one batched
+    search for many sub-clouds. A larger cloud gets no matrix: its sub-clouds are taken from its
+    points, a chunk at a time, and given their trees by ``mst.mst_tree``. For those, cutting
+    sub-matrices out of the whole one was the slower and the larger way: at n = 16,000, d = 64,
+    43 s and 3.1 GB added, against 11 s and 1.05 GB (the gather's intermediates grow beyond the
+    chunk bound); at n = 3000, d = 64, 227-295 ms against 104-156.
     """
     out = np.zeros(len(rows))
     itemsize = clouds[0].element_size()
-    for group in _groups([c.shape[0] for c in clouds], itemsize):
+    for group in _groups([tuple(c.shape) for c in clouds], itemsize):
         mine = np.flatnonzero(np.isin(rows, group))
         if len(mine) == 0:
             continue
         cloud = clouds[group[0]]
-        if not _gathered(cloud.shape[0], itemsize):
+        if not _gathered(*cloud.shape, itemsize):
             order = mine[np.argsort(-sizes[mine], kind="stable")]
             entries = mst.DENSE_BYTES // mst.search_dtype(cloud.device).itemsize
             for part in mst.chunks(sizes[order].tolist(), min(mst.CHUNK_ELEMENTS, entries)):
@@ -238,20 +239,35 @@ def _tree_lengths(
     return out
 
 
-def _gathered(n: int, itemsize: int) -> bool:
-    """Whether a cloud's sub-clouds are cut out of its dense matrix (see :func:`_tree_lengths`)."""
-    return n * n <= min(mst.CHUNK_ELEMENTS, mst.DENSE_BYTES // itemsize)
+GATHER_POINTS = 1000
+GATHER_POINTS_PER_DIMENSION = 16
+"""A cloud of n points in d dimensions has its sub-clouds cut out of its dense matrix only up to
+``n = GATHER_POINTS + GATHER_POINTS_PER_DIMENSION * d`` (:func:`_gathered`)."""
 
 
-def _groups(counts: list[int], itemsize: int) -> list[list[int]]:
-    """Clouds (by position) whose stacked dense matrices fit ``mst.DENSE_BYTES``, largest first; a
-    cloud not to be gathered alone in its group."""
-    order = sorted(range(len(counts)), key=lambda g: -counts[g])
+def _gathered(n: int, d: int, itemsize: int) -> bool:
+    """Whether a cloud's sub-clouds are cut out of its dense matrix (see :func:`_tree_lengths`).
+
+    Cutting costs two gathers per entry of every sub-matrix whatever d; computing them from the
+    points costs a product of d per entry, and spares the whole matrix. PHdim of one cloud, 2
+    cores, cut against computed: d = 8: 20-31 ms against 22 at n = 1000, 57-89 against 28-73 at
+    1500-2000, 250-322 against 78-138 at 3000; d = 64: 20-32 against 24-35 at 1000, 68-102
+    against 78-82 at 2000, 227-295 against 104-156 at 3000; d = 512: 114 against 192-199 at 2000,
+    312-357 against 300-366 at 3000.
+    """
+    small = n <= GATHER_POINTS + GATHER_POINTS_PER_DIMENSION * d
+    return small and n * n <= min(mst.CHUNK_ELEMENTS, mst.DENSE_BYTES // itemsize)
+
+
+def _groups(shapes: list[tuple[int, int]], itemsize: int) -> list[list[int]]:
+    """Clouds (by position, of shapes (n, d)) whose stacked dense matrices fit
+    ``mst.DENSE_BYTES``, largest first; a cloud not to be gathered alone in its group."""
+    order = sorted(range(len(shapes)), key=lambda g: -shapes[g][0])
     out: list[list[int]] = []
     for g in order:
-        largest = counts[out[-1][0]] if out else 0
-        fits = (len(out[-1]) + 1) * largest**2 * itemsize <= mst.DENSE_BYTES if out else False
-        if fits and _gathered(largest, itemsize):
+        largest = shapes[out[-1][0]] if out else (0, 0)
+        fits = (len(out[-1]) + 1) * largest[0] ** 2 * itemsize <= mst.DENSE_BYTES if out else False
+        if fits and _gathered(*largest, itemsize):
             out[-1].append(g)
         else:
             out.append([g])

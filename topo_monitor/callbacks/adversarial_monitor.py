@@ -40,7 +40,9 @@ class AdversarialTopologyMonitor(*CALLBACK_BASES):
     (scale-free E^0_1 of X' against relative depth, one curve per ε) and ``adversarial/curves``
     (success rate and input-space PHdim against ε); and the full table of every monitored epoch
     in ``history``. The attacks run on rank 0: under DDP the other ranks wait at their next
-    collective; strategies that shard parameters across processes are refused at fit start.
+    collective; strategies that shard parameters across processes are refused at fit start. An
+    unknown attack is an error at construction; a check whose attacks fail at run time (out of
+    memory, say) is skipped with one warning per cause and ``fit``, and training goes on.
     Needs torchattacks (``pip install "topo-monitor[adversarial]"``): without it, construction
     raises an ImportError saying so.
 

@@ -6,11 +6,11 @@ device (NumPy for the CPU loop). Clouds of one shape go through batched tensor o
 algorithm, :func:`prim_mst`, on the CPU; Borůvka's, :func:`boruvka_mst`, on accelerators, where
 a loop of one step per vertex would be one of kernel launches), so the classes of every block, or
 the subsamples of a PHdim fit, cost about as many operations as one cloud. One cloud on the CPU
-(the H0 of a whole cloud) takes a faster road: its Gram matrix with the norms inside the product
-and, for wide clouds, only half of it multiplied (:func:`_gram_one`), and Borůvka's algorithm on
-it (:func:`boruvka_edges`): two passes over the matrix (for narrow clouds the first made block by
-block as the matrix is computed, :func:`_gram_nearest`) and a few vectorized rounds, where Prim's
-loop takes a step per vertex.
+(the H0 of a whole cloud), or each of a few large ones (:func:`one_by_one`), takes a faster road:
+its Gram matrix with the norms inside the product and, for wide clouds, only half of it multiplied
+(:func:`_gram_one`), and Borůvka's algorithm on it (:func:`boruvka_edges`): two passes over the
+matrix (for narrow clouds the first made block by block as the matrix is computed,
+:func:`_gram_nearest`) and a few vectorized rounds, where Prim's loop takes a step per vertex.
 
 Float32 speed, float64 answers (:func:`mst_tree`). The tree is *searched* in float32, on squared
 distances in Gram form (one matrix product on the BLAS, the cloud centred first, in its own dtype,
@@ -752,8 +752,9 @@ def mst_tree(clouds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     -------
     edges : torch.Tensor, shape (G, max n_g - 1, 2), int64
         The n_g - 1 edges of cloud ``g``'s tree, as pairs of point indices in no particular order
-        (:func:`prim_mst`'s ``(v, parent of v)`` for v = 1..n_g-1 on the CPU, :func:`boruvka_mst`'s
-        on accelerators); rows beyond a smaller cloud's n_g - 1 are padding.
+        (:func:`boruvka_edges`' for one cloud or a few large ones on the CPU, :func:`prim_mst`'s
+        ``(v, parent of v)`` for v = 1..n_g-1 for a batch there, :func:`boruvka_mst`'s on
+        accelerators); rows beyond a smaller cloud's n_g - 1 are padding.
     lengths : torch.Tensor, shape (G, max n_g - 1), :func:`work_dtype`
         ``|x_i - x_j|`` of each edge, computed from the points (:func:`edge_lengths`); 0 on
         padding rows.
@@ -1050,7 +1051,7 @@ def pair_lengths(points: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
     """``|x_i - x_j|`` in :func:`work_dtype` for pairs of rows of ``points`` (m, d), given as
     ``ends`` (2P,): i₀, j₀, i₁, j₁, ...; shape (P,). A slice of :data:`EDGE_CHUNK` coordinates at
     a time (:func:`edge_lengths`)."""
-    work, pairs = work_dtype(points.device), ends.view(-1, 2)
+    work, pairs = work_dtype(points.device), ends.reshape(-1, 2)
     lengths = torch.empty(len(pairs), dtype=work, device=points.device)
     step = max(1, EDGE_CHUNK // max(points.shape[1], 1))
     for start in range(0, len(pairs), step):

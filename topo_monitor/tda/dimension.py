@@ -210,7 +210,7 @@ def _tree_lengths(
     points, a chunk at a time, and given their trees by ``mst.mst_tree``. For those, cutting
     sub-matrices out of the whole one was the slower and the larger way: at n = 16,000, d = 64,
     43 s and 3.1 GB added, against 11 s and 1.05 GB (the gather's intermediates grow beyond the
-    chunk bound); at n = 3000, d = 64, 227-295 ms against 104-156.
+    chunk bound); at n = 3000, d = 64, 227-295 ms against 93-156.
     """
     out = np.zeros(len(rows))
     itemsize = clouds[0].element_size()
@@ -239,35 +239,38 @@ def _tree_lengths(
     return out
 
 
-GATHER_POINTS = 1000
-GATHER_POINTS_PER_DIMENSION = 16
+GATHER_POINTS = 600
+GATHER_POINTS_PER_ROOT_DIMENSION = 115
 """A cloud of n points in d dimensions has its sub-clouds cut out of its dense matrix only up to
-``n = GATHER_POINTS + GATHER_POINTS_PER_DIMENSION * d`` (:func:`_gathered`)."""
+``n = GATHER_POINTS + GATHER_POINTS_PER_ROOT_DIMENSION * sqrt(d)`` (:func:`_gathered`)."""
 
 
 def _gathered(n: int, d: int, itemsize: int) -> bool:
     """Whether a cloud's sub-clouds are cut out of its dense matrix (see :func:`_tree_lengths`).
 
-    Cutting costs two gathers per entry of every sub-matrix whatever d; computing them from the
-    points costs a product of d per entry, and spares the whole matrix. PHdim of one cloud, 2
-    cores, cut against computed: d = 8: 20-31 ms against 22 at n = 1000, 57-89 against 28-73 at
-    1500-2000, 250-322 against 78-138 at 3000; d = 64: 20-32 against 24-35 at 1000, 68-102
-    against 78-82 at 2000, 227-295 against 104-156 at 3000; d = 512: 114 against 192-199 at 2000,
-    312-357 against 300-366 at 3000.
+    Cutting costs two gathers per entry of every sub-matrix whatever d, and more once the whole
+    matrix outgrows the cache; computing them from the points costs a product of d per entry.
+    PHdim of one cloud on 2 cores, cut against computed (ms): d = 8: 20-31 against 22 at
+    n = 1000, 250-322 against 78-138 at 3000; d = 64: 83-102 against 51-82 at 2000, 227-295
+    against 93-156 at 3000; d = 128: 83 against 69 at 2000, 293 against 145 at 3000; d = 256: 94
+    against 135 at 2000, 323 against 230 at 3000; d = 512: 103-116 against 192-199 at 2000,
+    312-357 against 300-366 at 3000, 648 against 621 at 4000. The crossing, about 1000, 1800,
+    2200, 2500 and 3200 points, follows the square root of d.
     """
-    small = n <= GATHER_POINTS + GATHER_POINTS_PER_DIMENSION * d
+    small = n <= GATHER_POINTS + GATHER_POINTS_PER_ROOT_DIMENSION * math.sqrt(d)
     return small and n * n <= min(mst.CHUNK_ELEMENTS, mst.DENSE_BYTES // itemsize)
 
 
 def _groups(shapes: list[tuple[int, int]], itemsize: int) -> list[list[int]]:
     """Clouds (by position, of shapes (n, d)) whose stacked dense matrices fit
-    ``mst.DENSE_BYTES``, largest first; a cloud not to be gathered alone in its group."""
+    ``mst.DENSE_BYTES``, largest first; a cloud not to be gathered (:func:`_gathered`: its own
+    size and dimension decide) alone in its group."""
     order = sorted(range(len(shapes)), key=lambda g: -shapes[g][0])
     out: list[list[int]] = []
     for g in order:
         largest = shapes[out[-1][0]] if out else (0, 0)
         fits = (len(out[-1]) + 1) * largest[0] ** 2 * itemsize <= mst.DENSE_BYTES if out else False
-        if fits and _gathered(*largest, itemsize):
+        if fits and _gathered(*largest, itemsize) and _gathered(*shapes[g], itemsize):
             out[-1].append(g)
         else:
             out.append([g])

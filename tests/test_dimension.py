@@ -166,40 +166,44 @@ def test_clouds_are_stacked_within_the_memory_bound(rng, monkeypatch, matrices):
         np.testing.assert_allclose(b.energies, a.energies, rtol=1e-6)
 
 
+@pytest.fixture
+def stacked_dims(monkeypatch) -> list[list[int]]:
+    """The dimensions of the clouds of every stack PHdim cuts sub-matrices out of."""
+    calls: list[list[int]] = []
+    original = dimension.stacked_squared_distances
+
+    def spy(clouds, padding):
+        calls.append([c.shape[1] for c in clouds])
+        return original(clouds, padding)
+
+    monkeypatch.setattr(dimension, "stacked_squared_distances", spy)
+    return calls
+
+
 @pytest.mark.parametrize("d", [3, 32])
-def test_many_points_in_few_dimensions_are_taken_from_their_points(rng, monkeypatch, d):
+def test_many_points_in_few_dimensions_are_taken_from_their_points(
+    rng, monkeypatch, stacked_dims, d
+):
     # Cutting a sub-matrix costs per entry whatever d, computing it costs d per entry: a cloud of
     # 1100 points in d = 3 gets its subsamples' trees from its points, one in d = 32 from its
     # matrix, and the energies are those of the other way.
     X = torch.from_numpy(embedded_cube(rng, 1100, d, ambient=d)).float()
     cut = d == 32
     assert dimension._gathered(1100, d, 4) == cut
-    stacked: list[int] = []
-    original = dimension.stacked_squared_distances
-    spy = lambda clouds, padding: stacked.append(len(clouds)) or original(clouds, padding)  # noqa: E731
-    monkeypatch.setattr(dimension, "stacked_squared_distances", spy)
     chosen = ph_dimension(X, generator=3)
-    assert bool(stacked) == cut
+    assert bool(stacked_dims) == cut
     monkeypatch.setattr(dimension, "_gathered", lambda n, d, itemsize: not cut)
     other = ph_dimension(X, generator=3)
     np.testing.assert_allclose(other.energies, chosen.energies, rtol=1e-5)
 
 
-def test_each_cloud_of_a_stack_is_one_to_cut(rng, monkeypatch):
-    # Two clouds of one size: the wide one is cut out of its matrix, the narrow one is not, and
-    # does not join the wide one's stack because that one leads it.
+def test_each_cloud_of_a_stack_is_one_to_cut(rng, stacked_dims):
+    # Two clouds of one size: the wide one is cut out of its matrix; the narrow one is not to be
+    # cut, so it does not join the wide one's stack, though both would fit in it.
     clouds = [embedded_cube(rng, 1100, d, ambient=d).astype(np.float32) for d in (32, 3)]
     assert dimension._groups([c.shape for c in clouds], 4) == [[0], [1]]
-    stacked: list[list[int]] = []
-    original = dimension.stacked_squared_distances
-
-    def spy(clouds, padding):
-        stacked.append([c.shape[1] for c in clouds])
-        return original(clouds, padding)
-
-    monkeypatch.setattr(dimension, "stacked_squared_distances", spy)
     together = ph_dimensions(clouds, generator=5)
-    assert stacked and all(dims == [32] for dims in stacked)
+    assert stacked_dims and all(dims == [32] for dims in stacked_dims)
     assert together[0].value == pytest.approx(32, rel=0.5) and 2 < together[1].value < 4
 
 

@@ -526,9 +526,11 @@ def test_boruvka_batches_match_prim(rng):
 def test_boruvka_search_matches_gudhi(rng, monkeypatch):
     # mst_tree as it runs on an accelerator (Borůvka on the batch, then the float64 lengths and
     # the repair of blind neighbourhoods), forced here on the CPU: clouds hard for float32, in
-    # batches of mixed shapes; E within the target of gudhi's each time, and PHdim's tree
-    # lengths (mst_lengths) equal to Prim's.
+    # batches of mixed shapes (never split into one search per cloud, as the CPU would a few
+    # large ones); E within the target of gudhi's each time, and PHdim's tree lengths
+    # (mst_lengths) equal to Prim's.
     monkeypatch.setattr(mst, "prim_mst", mst.boruvka_mst)
+    monkeypatch.setattr(mst, "one_by_one", lambda B, m: False)
     for _ in range(10):
         batch = [hard_cloud(rng) for _ in range(int(rng.integers(1, 5)))]
         for X, deaths in zip(batch, h0_death_times_many(batch), strict=True):

@@ -327,12 +327,13 @@ def _attack_name(attack: str | type | torchattacks.attack.Attack) -> str:
     raise TypeError(f"attacks must be names, torchattacks classes or instances, got {attack!r}")
 
 
-def check_attacks(attacks: Sequence[str | type | torchattacks.attack.Attack]) -> tuple[str, ...]:
-    """The names of ``attacks``, each checked: an unknown name or a non-attack is an error before
-    any work (or, in a callback, before training), not at the first attack."""
+def check_attacks(attacks: Sequence[str | type | torchattacks.attack.Attack]) -> None:
+    """Check every attack: an unknown name or a non-attack is an error before any work (or, in a
+    callback, before training), not at the first attack."""
     if isinstance(attacks, str) or not attacks:
         raise ValueError(f"attacks must be a non-empty sequence of attacks, got {attacks!r}")
-    return tuple(_attack_name(attack) for attack in attacks)
+    for attack in attacks:
+        _attack_name(attack)
 
 
 def _predict(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:

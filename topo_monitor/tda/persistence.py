@@ -9,9 +9,9 @@ H0 needs no simplicial complex: every H0 bar is born at 0 and dies at the length
 Euclidean minimum spanning tree, so the H0 barcode is computed exactly as an MST (searched in
 float32 on the dense distance matrix, on the cloud's device: Borůvka's algorithm for one cloud or
 a few large ones on the CPU and for every batch on an accelerator, Prim's for a batch of many
-small clouds on the CPU; for a cloud whose
-search would exceed ``mst.DENSE_BYTES``, Prim's on distance rows computed as needed; the tree's
-edges measured in float64). Higher dimensions go through gudhi.
+small clouds on the CPU; for a cloud whose search would exceed ``mst.DENSE_BYTES``, Prim's on
+distance rows computed as needed; the tree's edges measured in float64). Higher dimensions go
+through gudhi.
 """
 
 from __future__ import annotations

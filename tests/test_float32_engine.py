@@ -106,8 +106,19 @@ def clouds(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, float]]:
 CLOUD_NAMES = list(clouds(np.random.default_rng(0)))
 
 
+@pytest.fixture(params=["whole matrix", "upper triangle"])
+def engine(request, monkeypatch) -> str:
+    """Both single-cloud CPU searches: the whole matrix, and its upper block triangle (made
+    for every cloud, in blocks of 48 columns, so that these small clouds have several)."""
+    if request.param == "upper triangle":
+        monkeypatch.setattr(mst, "COLUMN_BLOCK", 48)
+        monkeypatch.setattr(mst, "TRIANGLE_BYTES", 0)
+        monkeypatch.setattr(mst, "NARROW_DIM", 1)
+    return request.param
+
+
 @pytest.mark.parametrize("name", CLOUD_NAMES)
-def test_e0_matches_gudhi_within_float32_rounding(rng, name):
+def test_e0_matches_gudhi_within_float32_rounding(rng, engine, name):
     X, tolerance = clouds(rng)[name]
     expected = gudhi_deaths(X)
     cloud = torch.from_numpy(X)
@@ -583,7 +594,7 @@ def test_forest_roots_every_cycle_at_its_lowest_vertex():
     np.testing.assert_array_equal(mst.nearest_forest(ring), np.zeros(9, dtype=int))
 
 
-def test_float32_triangle_of_nearest_neighbours_matches_gudhi():
+def test_float32_triangle_of_nearest_neighbours_matches_gudhi(engine):
     """Float32 rounds d(a, b) and d(b, a) differently: on a rotated triangular lattice three points
     can each take the next as their nearest. Such a lattice (found here, and asserted to have that
     triangle) made the single-cloud search loop forever; now it matches gudhi."""

@@ -1,0 +1,134 @@
+"""The single-cloud CPU search on the upper block triangle of the matrix (``mst.boruvka_triangle``).
+
+Each pair across two column blocks is multiplied and stored once, so a component's lightest edge
+may sit in another component's row. Blocks are made narrow here (``COLUMN_BLOCK``) so that small
+clouds have many of them; trees are checked against Prim's loop on the exact float64 matrix and
+against gudhi, on clouds full of ties.
+"""
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
+
+from topo_monitor.tda import mst
+from topo_monitor.tda.persistence import h0_death_times
+
+
+@pytest.fixture
+def narrow_blocks(monkeypatch) -> None:
+    """Column blocks of 32 columns, and every one-cloud search of any size on the triangle."""
+    monkeypatch.setattr(mst, "COLUMN_BLOCK", 32)
+    monkeypatch.setattr(mst, "TRIANGLE_BYTES", 0)
+    monkeypatch.setattr(mst, "NARROW_DIM", 1)
+
+
+def spans(edges: np.ndarray, n: int) -> bool:
+    graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return len(edges) == n - 1 and connected_components(graph, directed=False)[0] == 1
+
+
+def prim_weight(D2: np.ndarray) -> float:
+    """The weight of a minimum spanning tree of the symmetric matrix ``D2`` (Prim's loop)."""
+    parent = mst._prim_numpy(D2[None], parents=True)[0]
+    return float(D2[np.arange(1, len(D2)), parent[1:]].sum())
+
+
+def test_column_blocks_cover_the_cloud():
+    for n in [1, 2, 15, 16, 17, 500, 767, 1151, 1152, 3000, 13377]:
+        bounds = mst.column_blocks(n)
+        widths = np.diff(bounds)
+        assert bounds[0] == 0 and bounds[-1] == n and (widths > 0).all()
+        assert len(widths) == max(1, round(n / mst.COLUMN_BLOCK))
+        assert (widths[:-1] % mst.CHUNK_ROWS == 0).all()
+        assert widths.max() < mst.COLUMN_BLOCK * 1.5 + mst.CHUNK_ROWS or len(widths) == 1
+
+
+def test_column_argmin_takes_the_first_row_on_ties(rng):
+    block = torch.from_numpy(rng.integers(0, 3, (96, 40)).astype(np.float32))
+    for k0 in (16, 48, 96):
+        values, rows = mst._column_argmin(block, k0)
+        expected = block[:k0].numpy()
+        np.testing.assert_array_equal(rows, expected.argmin(axis=0))
+        np.testing.assert_array_equal(values, expected.min(axis=0))
+
+
+def test_triangle_stores_each_pair_once_and_finds_every_nearest_neighbour(narrow_blocks, rng):
+    """Small integer coordinates: every Gram-form entry is exact in float32, so ties are exact
+    ties, and each point's nearest neighbour must be the whole matrix's first minimum."""
+    X = rng.integers(0, 3, (150, 4)).astype(np.float32)
+    X[rng.integers(0, 150, 40)] = X[0]  # duplicates: ties at 0
+    Xc, sq = torch.from_numpy(X), torch.from_numpy((X**2).sum(axis=1))
+    upper = mst._UpperTriangle(Xc, sq)
+    whole = (X**2).sum(1)[:, None] + (X**2).sum(1)[None, :] - 2 * X @ X.T
+    np.fill_diagonal(whole, np.inf)
+    np.testing.assert_array_equal(upper.nearest, whole.argmin(axis=1))
+
+    rows, columns = (a.reshape(-1) for a in np.indices(whole.shape))
+    read = upper.entries(rows, columns)
+    block = np.searchsorted(mst.column_blocks(150), np.arange(150), side="right") - 1
+    stored = block[rows] <= block[columns]
+    np.testing.assert_array_equal(read[stored], whole[rows[stored], columns[stored]])
+    assert np.isnan(read[~stored]).all()
+    bounds = mst.column_blocks(150)
+    assert upper.flat.size == int((bounds[1:] * np.diff(bounds)).sum()) < 0.7 * 150**2
+
+
+@pytest.mark.parametrize(
+    "cloud", ["gaussian64", "gaussian3", "grid", "duplicates", "line", "clusters", "two points"]
+)
+def test_triangle_finds_a_minimum_tree(narrow_blocks, rng, cloud):
+    """The tree is spanning and as light as Prim's, on the float64 matrix, where the lightest
+    edge of many components is stored in another component's row."""
+    X = {
+        "gaussian64": lambda: rng.standard_normal((400, 64)),
+        "gaussian3": lambda: rng.standard_normal((400, 3)),
+        "grid": lambda: np.stack(np.meshgrid(np.arange(20), np.arange(15)), -1).reshape(-1, 2),
+        "duplicates": lambda: np.repeat(rng.standard_normal((60, 5)), 5, axis=0),
+        "line": lambda: np.cumsum(rng.integers(1, 3, 300))[:, None],
+        "clusters": lambda: rng.standard_normal((300, 8)) + 40 * rng.integers(0, 4, (300, 1)),
+        "two points": lambda: np.repeat(np.eye(2, 6), 150, axis=0),
+    }[cloud]().astype(np.float64)
+    cloud64, sq, _ = mst._prepare(torch.from_numpy(X), torch.float64)
+    edges = mst.boruvka_triangle(cloud64, sq)
+    assert spans(edges, len(X))
+    D2 = mst.squared_distances(cloud64).numpy()
+    assert D2[edges[:, 0], edges[:, 1]].sum() == pytest.approx(prim_weight(D2), rel=1e-12, abs=1e-12)
+
+
+def test_triangle_on_many_small_float32_clouds(narrow_blocks, rng):
+    """Random clouds of 2-120 points with duplicates and ties, on float32 Gram-form entries (not
+    symmetric to the last bit): always a spanning tree, as light as Prim's under the symmetrized
+    matrix up to that asymmetry on each edge."""
+    for _ in range(150):
+        n, d = int(rng.integers(2, 120)), int(rng.integers(1, 6))
+        X = rng.integers(0, 4, (n, d)).astype(np.float32) + rng.normal(size=(n, d)) * 1e-3
+        X[rng.integers(0, n, n // 3)] = X[0]
+        cloud, sq, _ = mst._prepare(torch.from_numpy(X), torch.float32)
+        edges = mst.boruvka_triangle(cloud, sq)
+        assert spans(edges, n)
+        D2 = mst._gram_one(cloud, sq).numpy()
+        symmetric = np.maximum(np.minimum(D2, D2.T), 0.0).astype(np.float64)
+        asymmetry = np.abs(D2 - D2.T).max()
+        ours = symmetric[edges[:, 0], edges[:, 1]].sum()
+        assert prim_weight(symmetric) - 1e-12 <= ours <= prim_weight(symmetric) + n * asymmetry
+
+
+def test_large_clouds_take_the_triangle(monkeypatch, rng):
+    """The rule of ``mst._cloud_tree``: the triangle for a whole matrix above TRIANGLE_BYTES in
+    NARROW_DIM dimensions or more, the whole matrix otherwise; the same deaths either way."""
+    ran: list[str] = []
+    for name in ("boruvka_triangle", "boruvka_edges"):
+        original = getattr(mst, name)
+        monkeypatch.setattr(
+            mst, name, lambda *a, _f=original, _n=name: ran.append(_n) or _f(*a)
+        )
+    monkeypatch.setattr(mst, "TRIANGLE_BYTES", 600 * 600 * 4)
+    wide = torch.from_numpy(rng.standard_normal((601, mst.NARROW_DIM)).astype(np.float32))
+    deaths = h0_death_times(wide)
+    h0_death_times(wide[:600])
+    h0_death_times(wide[:, : mst.NARROW_DIM - 1])
+    assert ran == ["boruvka_triangle", "boruvka_edges", "boruvka_edges"]
+    monkeypatch.setattr(mst, "TRIANGLE_BYTES", 2**40)
+    np.testing.assert_array_equal(h0_death_times(wide), deaths)

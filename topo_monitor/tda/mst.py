@@ -6,11 +6,14 @@ device (NumPy for the CPU loop). Clouds of one shape go through batched tensor o
 algorithm, :func:`prim_mst`, on the CPU; Borůvka's, :func:`boruvka_mst`, on accelerators, where
 a loop of one step per vertex would be one of kernel launches), so the classes of every block, or
 the subsamples of a PHdim fit, cost about as many operations as one cloud. One cloud on the CPU
-(the H0 of a whole cloud), or each of a few large ones (:func:`one_by_one`), takes a faster road:
-its Gram matrix with the norms inside the product and, for wide clouds, only half of it multiplied
-(:func:`_gram_one`), and Borůvka's algorithm on it (:func:`boruvka_edges`): two passes over the
-matrix (for narrow clouds the first made block by block as the matrix is computed,
-:func:`_gram_nearest`) and a few vectorized rounds, where Prim's loop takes a step per vertex.
+(the H0 of a whole cloud), or each of a few large ones (:func:`one_by_one`), takes a faster road
+(:func:`_cloud_tree`): its Gram matrix with the norms inside the product, and Borůvka's algorithm
+on it, a few vectorized rounds where Prim's loop takes a step per vertex. A large cloud multiplies
+and stores only the upper block triangle of its matrix, finding each point's nearest neighbour as
+each column block is made (:func:`boruvka_triangle`); a smaller one, whose whole matrix stays in
+cache, the whole matrix (:func:`boruvka_edges`; for narrow clouds the first pass made block by
+block as the matrix is computed, :func:`_gram_nearest`; for wide ones half of it multiplied,
+:func:`_gram_one`).
 
 Float32 speed, float64 answers (:func:`mst_tree`). The tree is *searched* in float32, on squared
 distances in Gram form (one matrix product on the BLAS, the cloud centred first, in its own dtype,

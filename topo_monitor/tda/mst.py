@@ -541,7 +541,8 @@ def boruvka_triangle(Xc: torch.Tensor, sq: torch.Tensor) -> np.ndarray:
     each vertex's nearest neighbour is found as each block is made. Each later round reads both
     ways of the contracted minima (:func:`_boruvka_rounds`): a pair stored in the row of its
     lower-block end counts for both of its components. Measured on 2 cores against the whole
-    matrix and :func:`boruvka_edges` at n = 3000: 0.83-0.9x the time at d = 64, 0.9x at d = 512.
+    matrix and :func:`boruvka_edges` at n = 3000: 0.77-0.9x the time at d = 32-512 (more at
+    larger n, less at smaller: :data:`TRIANGLE_BYTES`).
     """
     upper = _UpperTriangle(Xc, sq)
     return _boruvka_rounds(upper.nearest, upper.contract, upper.entries, both_ways=True)
@@ -633,8 +634,9 @@ def _column_links(
 
 COLUMN_BLOCK = 768
 """Width (columns) of the blocks of :class:`_UpperTriangle`, about; a multiple of
-:data:`CHUNK_ROWS`. Measured on 2 cores at n = 3000 (d = 64, 512): 384 -> 0.95x and 0.97x the
-time of 256, 768 -> 0.86x and 1.02x; fewer blocks multiply more, more blocks cost more calls."""
+:data:`CHUNK_ROWS`. Measured on 2 cores at n = 3000, the time over that of 256 columns at d = 64
+and 512: 384 columns 0.90x and 0.98x, 768 0.86x and 1.02x; fewer blocks multiply more of the
+matrix, more blocks cost more calls."""
 
 CHUNK_ROWS = 16
 """Rows per chunk in which :func:`_column_argmin` takes column minima before their rows."""
@@ -660,7 +662,7 @@ class _UpperTriangle:
     Column block K (columns ``k0:k1`` of :func:`column_blocks`) is stored as its rows ``0:k1``,
     one contiguous (k1, k1 - k0) array in one buffer: a pair across two blocks once, in the row of
     its lower-block end; within a diagonal block both ways (its diagonal ``inf``). Each vertex's
-    nearest other vertex (``nearest_``, (n,)) is found while the blocks are made, each block in
+    nearest other vertex (``nearest``, (n,)) is found while the blocks are made, each block in
     cache: in the rows of a block (its row side) and in its columns, for the rows of the blocks
     before (:func:`_column_argmin`); ties to the lowest index.
     """
@@ -681,9 +683,8 @@ class _UpperTriangle:
         row_arg = np.zeros((len(self.width), n), dtype=np.int64)
         column_min = np.full(n, np.inf, dtype=self.flat.dtype)
         column_arg = np.zeros(n, dtype=np.int64)
-        for K, (k0, k1, w) in enumerate(
-            zip(*(a.tolist() for a in (self.start, self.stop, self.width)), strict=True)
-        ):
+        for K, (k0, k1) in enumerate(zip(self.start.tolist(), self.stop.tolist(), strict=True)):
+            w = k1 - k0
             block = buffer[self.offset[K] : self.offset[K + 1]].view(k1, w)
             torch.mm(left[:k1], right[:, k0:k1], out=block)
             array = block.numpy()
@@ -1216,10 +1217,10 @@ def _search(
 
 TRIANGLE_BYTES = 20 * 2**20
 """A cloud whose whole matrix would take more than this (bytes) is searched on its upper block
-triangle (:func:`_cloud_tree`). Measured on 2 cores (32 MiB of L3, shared with other machines):
-at n = 2000 (16 MB in float32) the whole matrix was as fast or faster (0.9-1.35x the triangle's
-time at d = 32-512), at n = 2500 (25 MB) and beyond the triangle won everywhere (0.77-0.97x at
-2500, 0.7-0.83x at 4500): what stays in cache between the passes decides, not the arithmetic."""
+triangle (:func:`_cloud_tree`). Measured on 2 cores (32 MiB of L3, shared with other machines),
+the triangle's time over the whole matrix's at d = 32-512: 1.03-1.38x at n = 1200-1600,
+0.99-1.13x at n = 2000 (16 MB in float32), 0.78-0.97x at 2500 (25 MB), 0.77-0.9x at 3000 and
+0.7-0.82x at 4500. What stays in cache between the passes decides, more than the arithmetic."""
 
 
 def _cloud_tree(cloud: torch.Tensor, sq: torch.Tensor) -> np.ndarray:

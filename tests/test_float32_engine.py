@@ -107,14 +107,21 @@ CLOUD_NAMES = list(clouds(np.random.default_rng(0)))
 
 
 @pytest.fixture(params=["whole matrix", "upper triangle"])
-def engine(request, monkeypatch) -> str:
+def engine(request, monkeypatch):
     """Both single-cloud CPU searches: the whole matrix, and its upper block triangle (made
-    for every cloud, in blocks of 48 columns, so that these small clouds have several)."""
+    for every cloud, in blocks of 48 columns, so that these small clouds have several; asserted
+    to have run)."""
     if request.param == "upper triangle":
         monkeypatch.setattr(mst, "COLUMN_BLOCK", 48)
         monkeypatch.setattr(mst, "TRIANGLE_BYTES", 0)
         monkeypatch.setattr(mst, "NARROW_DIM", 1)
-    return request.param
+    triangles: list[int] = []
+    search = mst.boruvka_triangle
+    monkeypatch.setattr(
+        mst, "boruvka_triangle", lambda Xc, sq: triangles.append(len(Xc)) or search(Xc, sq)
+    )
+    yield request.param
+    assert bool(triangles) == (request.param == "upper triangle")
 
 
 @pytest.mark.parametrize("name", CLOUD_NAMES)

@@ -6,6 +6,7 @@ clouds have many of them; trees are checked against Prim's loop on the exact flo
 against gudhi, on clouds full of ties.
 """
 
+import gudhi
 import numpy as np
 import pytest
 import torch
@@ -131,3 +132,43 @@ def test_large_clouds_take_the_triangle(monkeypatch, rng):
     assert ran == ["boruvka_triangle", "boruvka_edges", "boruvka_edges"]
     monkeypatch.setattr(mst, "TRIANGLE_BYTES", 2**40)
     np.testing.assert_array_equal(h0_death_times(wide), deaths)
+
+
+def test_first_rows_reads_the_first_matching_row(narrow_blocks, rng):
+    X = rng.integers(0, 3, (130, 3)).astype(np.float32)  # exact entries, many ties
+    upper = mst._UpperTriangle(torch.from_numpy(X), torch.from_numpy((X**2).sum(axis=1)))
+    rows = np.sort(rng.choice(130, 70, replace=False))
+    columns = rng.integers(0, 130, 40)
+    values = np.array([upper.entries(rows, np.full(70, c))[5] for c in columns])
+    found = upper.first_rows(rows, columns, values)
+    for column, value, row in zip(columns, values, found, strict=True):
+        read = upper.entries(rows, np.full(70, column))
+        matches = rows[read == value]
+        assert row == (matches[0] if len(matches) else -1)
+
+
+def test_one_component_holding_many_links(narrow_blocks, monkeypatch, rng):
+    """A centre, a sphere around it (one component after the first round: every point's nearest
+    is the centre) and pairs of outliers beyond it, numbered after it: each pair's lightest edge
+    is stored in the sphere's rows, so that one component holds the links of all pairs, read as
+    blocks (``first_rows``). The tree matches gudhi's."""
+    sphere = rng.standard_normal((300, 32))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    far = rng.standard_normal((100, 32))
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    pairs = np.repeat(2.0 * far, 2, axis=0) + 1e-3 * rng.standard_normal((200, 32))
+    X = np.concatenate([np.zeros((1, 32)), sphere, pairs])
+    monkeypatch.setattr(mst, "HOLDER_READS", 64)
+    calls: list[int] = []
+    first_rows = mst._UpperTriangle.first_rows
+    monkeypatch.setattr(
+        mst._UpperTriangle,
+        "first_rows",
+        lambda self, rows, *a: calls.append(len(rows)) or first_rows(self, rows, *a),
+    )
+    deaths = h0_death_times(torch.from_numpy(X)).numpy()
+    assert max(calls) >= 301  # the sphere and its centre, searched as blocks
+    rips = gudhi.RipsComplex(points=X).create_simplex_tree(max_dimension=1)
+    rips.compute_persistence()
+    bars = rips.persistence_intervals_in_dimension(0)
+    np.testing.assert_allclose(deaths.sum(), bars[np.isfinite(bars[:, 1]), 1].sum(), rtol=1e-12)

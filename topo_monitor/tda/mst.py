@@ -625,7 +625,11 @@ def _column_links(
     hits = np.flatnonzero(across == best[component])
     point[component[hits[::-1]]] = hits[::-1]  # the first of each component
     point, value = point[wins], best[wins]
-    holder = (minima[:, point] == value).argmax(axis=0)  # the first row component holding it
+    holder = np.empty(len(wins), dtype=np.int64)  # the first row component holding it
+    step = max(1, CHUNK_ELEMENTS // count)  # columns of minima gathered at a time
+    for low in range(0, len(wins), step):
+        part = slice(low, low + step)
+        holder[part] = (minima[:, point[part]] == value[part]).argmax(axis=0)
     # Its first member whose stored entry in that column is the minimum.
     order = np.argsort(component, kind="stable")
     size = np.bincount(component, minlength=count)

@@ -576,8 +576,7 @@ def _boruvka_rounds(
         reach = minima[np.arange(count), far]
         # The end of each link in its component: the first point whose row holds the minimum.
         holds = np.flatnonzero(entries(index, far[component]) == reach[component])
-        near = np.full(count, -1)
-        near[component[holds[::-1]]] = holds[::-1]
+        near = _first_of_each(component[holds], holds, count)
         target = component[far]
         if first_rows is not None:
             _column_links(minima, component, reach, (entries, first_rows), (near, far, target))
@@ -620,10 +619,8 @@ def _column_links(
     wins = np.flatnonzero(best < reach)
     if len(wins) == 0:
         return
-    point = np.full(count, -1)
     hits = np.flatnonzero(across == best[component])
-    point[component[hits[::-1]]] = hits[::-1]  # the first of each component
-    point, value = point[wins], best[wins]
+    point, value = _first_of_each(component[hits], hits, count)[wins], best[wins]
     holder = np.empty(len(wins), dtype=np.int64)  # the first row component holding it
     step = max(1, CHUNK_ELEMENTS // count)  # columns of minima gathered at a time
     for low in range(0, len(wins), step):
@@ -633,7 +630,6 @@ def _column_links(
     order = np.argsort(component, kind="stable")
     size = np.bincount(component, minlength=count)
     start = np.cumsum(size) - size
-    first = np.full(len(wins), -1)
     reads = np.bincount(holder, minlength=count) * size  # entry by entry, for each holder
     light = np.flatnonzero(reads[holder] <= HOLDER_READS)
     many = size[holder[light]]
@@ -641,11 +637,20 @@ def _column_links(
     rank = np.arange(len(slot)) - np.repeat(np.cumsum(many) - many, many)
     member = order[start[holder[slot]] + rank]
     hit = np.flatnonzero(entries(member, point[slot]) == value[slot])
-    first[slot[hit[::-1]]] = member[hit[::-1]]
+    first = _first_of_each(slot[hit], member[hit], len(wins))
     for h in np.flatnonzero(reads > HOLDER_READS).tolist():
         which = np.flatnonzero(holder == h)
         first[which] = first_rows(order[start[h] : start[h] + size[h]], point[which], value[which])
     near[wins], far[wins], target[wins] = point, first, holder
+
+
+def _first_of_each(groups: np.ndarray, items: np.ndarray, count: int) -> np.ndarray:
+    """The first of ``items`` in each of ``count`` groups, ``groups`` giving each item's; -1 for a
+    group without one. NumPy assigns repeated indices in order, so written backwards the first
+    of each group is the one that stays."""
+    out = np.full(count, -1)
+    out[groups[::-1]] = items[::-1]
+    return out
 
 
 HOLDER_READS = 2**14

@@ -321,17 +321,23 @@ def hard_cloud(rng: np.random.Generator) -> np.ndarray:
     return X.astype(np.float32) if rng.random() < 0.5 else X
 
 
+def assert_hard_batches_match_gudhi(rng: np.random.Generator, batches: int) -> None:
+    """E of each cloud of random batches of one to four hard clouds within the target of
+    gudhi's, computed together by ``h0_death_times_many``."""
+    for _ in range(batches):
+        batch = [hard_cloud(rng) for _ in range(int(rng.integers(1, 5)))]
+        for X, deaths in zip(batch, h0_death_times_many(batch), strict=True):
+            E = gudhi_deaths(X).sum()
+            assert abs(deaths.double().sum().item() - E) <= TARGET * E
+
+
 @pytest.mark.parametrize("one_by_one", [False, True])
 def test_batches_of_hard_clouds_match_gudhi(rng, monkeypatch, one_by_one):
     # What the repair is for, at random, in batches of one to four clouds (a batch mixes shapes,
     # so its search pads, or searches one cloud at a time): E within the target of gudhi's every
     # time (measured: within 6e-8 over 800 such batches of up to 1200 points).
     monkeypatch.setattr(mst, "one_by_one", lambda B, m: one_by_one)
-    for _ in range(25):
-        batch = [hard_cloud(rng) for _ in range(int(rng.integers(1, 5)))]
-        for X, deaths in zip(batch, h0_death_times_many(batch), strict=True):
-            E = gudhi_deaths(X).sum()
-            assert abs(deaths.double().sum().item() - E) <= TARGET * E
+    assert_hard_batches_match_gudhi(rng, batches=25)
 
 
 def test_fallback_keeps_the_memory_bound(rng, monkeypatch):
@@ -439,10 +445,11 @@ def triangular_lattice(k: int, angle: float, d: int = 4) -> np.ndarray:
         "clusters",
     ],
 )
-def test_boruvka_finds_a_minimum_tree(rng, cloud):
-    """The CPU single-cloud search (Borůvka on the dense matrix) returns a spanning tree whose
-    weight is the vertex-by-vertex Prim loop's, on clouds full of ties (a grid, duplicates, equal
-    gaps on a line), of long chains, and of one or two points."""
+def test_boruvka_finds_a_minimum_tree(rng, engine, cloud):
+    """The CPU single-cloud search (Borůvka on the dense matrix, or on its upper block triangle,
+    where the lightest edge of many components is stored in another component's row) returns a
+    spanning tree whose weight is the vertex-by-vertex Prim loop's, on clouds full of ties (a
+    grid, duplicates, equal gaps on a line), of long chains, and of one or two points."""
     X = {
         "gaussian64": lambda: rng.standard_normal((700, 64)),
         "gaussian3": lambda: rng.standard_normal((700, 3)),
@@ -455,10 +462,16 @@ def test_boruvka_finds_a_minimum_tree(rng, cloud):
         "one point": lambda: np.ones((1, 3)),
         "pair": lambda: np.eye(2, 3),
     }[cloud]()
-    D2 = mst.squared_distances(torch.as_tensor(X, dtype=torch.float64)).numpy()
-    before = D2.copy()
-    edges = mst.boruvka_edges(D2)
-    np.testing.assert_array_equal(D2, before)  # the input is left as it was
+    X = torch.as_tensor(X, dtype=torch.float64)
+    if engine == "whole matrix":
+        D2 = mst.squared_distances(X).numpy()
+        before = D2.copy()
+        edges = mst.boruvka_edges(D2)
+        np.testing.assert_array_equal(D2, before)  # the input is left as it was
+    else:
+        cloud, sq, _ = mst._prepare(X, torch.float64)
+        edges = mst.boruvka_triangle(cloud, sq)
+        D2 = mst.squared_distances(cloud).numpy()
     assert edges.shape == (len(D2) - 1, 2) and spans(edges, len(D2))
     vertices = np.arange(1, len(D2))
     reference = mst._prim_numpy(D2[None], parents=True)[0]
@@ -466,17 +479,21 @@ def test_boruvka_finds_a_minimum_tree(rng, cloud):
     assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
 
 
-def test_boruvka_on_many_small_float32_clouds(rng):
-    """Small random clouds with duplicates and integer coordinates (ties everywhere), on float32
-    Gram-form matrices (not symmetric to the last bit): always a spanning tree, whose weight under
-    the symmetrized matrix is Prim's up to that asymmetry on each edge."""
+def test_boruvka_on_many_small_float32_clouds(rng, engine):
+    """Small random clouds (2-120 points: up to three column blocks of the triangle) with
+    duplicates and integer coordinates (ties everywhere), on float32 Gram-form matrices (not
+    symmetric to the last bit): always a spanning tree, whose weight under the symmetrized matrix
+    is Prim's up to that asymmetry on each edge."""
     for _ in range(200):
-        n, d = int(rng.integers(2, 40)), int(rng.integers(1, 6))
+        n, d = int(rng.integers(2, 120)), int(rng.integers(1, 6))
         X = rng.integers(0, 4, (n, d)).astype(np.float32) + rng.normal(size=(n, d)) * 1e-3
         X[rng.integers(0, n, n // 3)] = X[0]
         cloud, sq, _ = mst._prepare(torch.from_numpy(X), torch.float32)
         D2 = mst._gram_one(cloud, sq).numpy()
-        edges = mst.boruvka_edges(D2)
+        if engine == "whole matrix":
+            edges = mst.boruvka_edges(D2)
+        else:
+            edges = mst.boruvka_triangle(cloud, sq)
         assert spans(edges, n)
         symmetric = np.maximum(np.minimum(D2, D2.T), 0.0).astype(np.float64)  # as Prim wants
         reference = mst._prim_numpy(symmetric[None], parents=True)[0]
@@ -549,11 +566,7 @@ def test_boruvka_search_matches_gudhi(rng, monkeypatch):
     # (mst_lengths) equal to Prim's.
     monkeypatch.setattr(mst, "prim_mst", mst.boruvka_mst)
     monkeypatch.setattr(mst, "one_by_one", lambda B, m: False)
-    for _ in range(10):
-        batch = [hard_cloud(rng) for _ in range(int(rng.integers(1, 5)))]
-        for X, deaths in zip(batch, h0_death_times_many(batch), strict=True):
-            E = gudhi_deaths(X).sum()
-            assert abs(deaths.double().sum().item() - E) <= TARGET * E
+    assert_hard_batches_match_gudhi(rng, batches=10)
     clouds = [torch.from_numpy(rng.normal(size=(n, 3))) for n in (30, 22, 30)]
     D2 = mst.stacked_squared_distances(clouds, padding=math.inf)
     prim = mst._prim_numpy(D2.numpy(), parents=False)

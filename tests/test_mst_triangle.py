@@ -2,16 +2,14 @@
 
 Each pair across two column blocks is multiplied and stored once, so a component's lightest edge
 may sit in another component's row. Blocks are made narrow here (``COLUMN_BLOCK``) so that small
-clouds have many of them; trees are checked against Prim's loop on the exact float64 matrix and
-against gudhi, on clouds full of ties.
+clouds have many of them. The trees against Prim's loop and gudhi, on the same clouds as the
+whole-matrix search, are in ``test_float32_engine`` (its ``engine`` fixture runs both).
 """
 
 import gudhi
 import numpy as np
 import pytest
 import torch
-from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components
 
 from topo_monitor.tda import mst
 from topo_monitor.tda.persistence import h0_death_times
@@ -23,17 +21,6 @@ def narrow_blocks(monkeypatch) -> None:
     monkeypatch.setattr(mst, "COLUMN_BLOCK", 32)
     monkeypatch.setattr(mst, "TRIANGLE_BYTES", 0)
     monkeypatch.setattr(mst, "NARROW_DIM", 1)
-
-
-def spans(edges: np.ndarray, n: int) -> bool:
-    graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    return len(edges) == n - 1 and connected_components(graph, directed=False)[0] == 1
-
-
-def prim_weight(D2: np.ndarray) -> float:
-    """The weight of a minimum spanning tree of the symmetric matrix ``D2`` (Prim's loop)."""
-    parent = mst._prim_numpy(D2[None], parents=True)[0]
-    return float(D2[np.arange(1, len(D2)), parent[1:]].sum())
 
 
 def test_column_blocks_cover_the_cloud():
@@ -74,47 +61,6 @@ def test_triangle_stores_each_pair_once_and_finds_every_nearest_neighbour(narrow
     assert np.isnan(read[~stored]).all()
     bounds = mst.column_blocks(150)
     assert upper.flat.size == int((bounds[1:] * np.diff(bounds)).sum()) < 0.7 * 150**2
-
-
-@pytest.mark.parametrize(
-    "cloud", ["gaussian64", "gaussian3", "grid", "duplicates", "line", "clusters", "two points"]
-)
-def test_triangle_finds_a_minimum_tree(narrow_blocks, rng, cloud):
-    """The tree is spanning and as light as Prim's, on the float64 matrix, where the lightest
-    edge of many components is stored in another component's row."""
-    X = {
-        "gaussian64": lambda: rng.standard_normal((400, 64)),
-        "gaussian3": lambda: rng.standard_normal((400, 3)),
-        "grid": lambda: np.stack(np.meshgrid(np.arange(20), np.arange(15)), -1).reshape(-1, 2),
-        "duplicates": lambda: np.repeat(rng.standard_normal((60, 5)), 5, axis=0),
-        "line": lambda: np.cumsum(rng.integers(1, 3, 300))[:, None],
-        "clusters": lambda: rng.standard_normal((300, 8)) + 40 * rng.integers(0, 4, (300, 1)),
-        "two points": lambda: np.repeat(np.eye(2, 6), 150, axis=0),
-    }[cloud]().astype(np.float64)
-    cloud64, sq, _ = mst._prepare(torch.from_numpy(X), torch.float64)
-    edges = mst.boruvka_triangle(cloud64, sq)
-    assert spans(edges, len(X))
-    D2 = mst.squared_distances(cloud64).numpy()
-    ours = D2[edges[:, 0], edges[:, 1]].sum()
-    assert ours == pytest.approx(prim_weight(D2), rel=1e-12, abs=1e-12)
-
-
-def test_triangle_on_many_small_float32_clouds(narrow_blocks, rng):
-    """Random clouds of 2-120 points with duplicates and ties, on float32 Gram-form entries (not
-    symmetric to the last bit): always a spanning tree, as light as Prim's under the symmetrized
-    matrix up to that asymmetry on each edge."""
-    for _ in range(150):
-        n, d = int(rng.integers(2, 120)), int(rng.integers(1, 6))
-        X = rng.integers(0, 4, (n, d)).astype(np.float32) + rng.normal(size=(n, d)) * 1e-3
-        X[rng.integers(0, n, n // 3)] = X[0]
-        cloud, sq, _ = mst._prepare(torch.from_numpy(X), torch.float32)
-        edges = mst.boruvka_triangle(cloud, sq)
-        assert spans(edges, n)
-        D2 = mst._gram_one(cloud, sq).numpy()
-        symmetric = np.maximum(np.minimum(D2, D2.T), 0.0).astype(np.float64)
-        asymmetry = np.abs(D2 - D2.T).max()
-        ours = symmetric[edges[:, 0], edges[:, 1]].sum()
-        assert prim_weight(symmetric) - 1e-12 <= ours <= prim_weight(symmetric) + n * asymmetry
 
 
 def test_large_clouds_take_the_triangle(monkeypatch, rng):
